@@ -110,3 +110,5 @@ var errDecode = errors.New("malformed message")
 func decodeError(msg, field string) error {
 	return localAlert(alertDecodeError, fmt.Errorf("%s: %s: %w", msg, field, errDecode))
 }
+
+var errBadFinished = errors.New("Finished: verify_data does not match the transcript")

@@ -1,0 +1,122 @@
+package dtls
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"strings"
+
+	"github.com/pion/dtls/v3/pkg/crypto/ciphersuite"
+	"github.com/pion/dtls/v3/pkg/crypto/prf"
+)
+
+// CipherSuiteID is a TLS cipher suite code point.
+type CipherSuiteID uint16
+
+// The cipher suites this engine implements: RFC 7925's mandatory CCM-8
+// suites first, then AES-128-GCM for interoperability.
+const (
+	TLS_PSK_WITH_AES_128_CCM_8              CipherSuiteID = 0xC0A8 //nolint:revive
+	TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8      CipherSuiteID = 0xC0AE //nolint:revive
+	TLS_PSK_WITH_AES_128_GCM_SHA256         CipherSuiteID = 0x00A8 //nolint:revive
+	TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 CipherSuiteID = 0xC02B //nolint:revive
+)
+
+// scsvRenegotiation is TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746).
+const scsvRenegotiation uint16 = 0x00FF
+
+type keyExchange uint8
+
+const (
+	kxPSK keyExchange = iota
+	kxECDHE
+)
+
+type cipherSuite struct {
+	id       CipherSuiteID
+	name     string // IANA
+	openssl  string
+	kx       keyExchange
+	ccm8     bool // else GCM
+	overhead int  // explicit nonce + tag
+}
+
+var cipherSuites = []*cipherSuite{
+	{TLS_PSK_WITH_AES_128_CCM_8, "TLS_PSK_WITH_AES_128_CCM_8", "PSK-AES128-CCM8", kxPSK, true, 8 + 8},
+	{TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", "ECDHE-ECDSA-AES128-CCM8", kxECDHE, true, 8 + 8},
+	{TLS_PSK_WITH_AES_128_GCM_SHA256, "TLS_PSK_WITH_AES_128_GCM_SHA256", "PSK-AES128-GCM-SHA256", kxPSK, false, 8 + 16},
+	{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256", kxECDHE, false, 8 + 16},
+}
+
+func cipherSuiteByID(id uint16) *cipherSuite {
+	for _, s := range cipherSuites {
+		if uint16(s.id) == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// String returns the IANA name of the suite.
+func (id CipherSuiteID) String() string {
+	if s := cipherSuiteByID(uint16(id)); s != nil {
+		return s.name
+	}
+	return fmt.Sprintf("0x%04X", uint16(id))
+}
+
+// CipherSuites returns the IDs of all implemented suites in preference order.
+func CipherSuites() []CipherSuiteID {
+	out := make([]CipherSuiteID, len(cipherSuites))
+	for i, s := range cipherSuites {
+		out[i] = s.id
+	}
+	return out
+}
+
+// ParseCipherSuites reads a comma-separated list of OpenSSL-style
+// (PSK-AES128-CCM8) or IANA (TLS_PSK_WITH_AES_128_CCM_8) names.
+func ParseCipherSuites(list string) ([]CipherSuiteID, error) {
+	var out []CipherSuiteID
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return nil, fmt.Errorf("dtls: empty cipher suite name in %q", list)
+		}
+		var found *cipherSuite
+		for _, s := range cipherSuites {
+			if strings.EqualFold(name, s.name) || strings.EqualFold(name, s.openssl) {
+				found = s
+			}
+		}
+		if found == nil {
+			return nil, fmt.Errorf("dtls: unknown cipher suite %q (known: %s)", name, knownSuiteNames())
+		}
+		out = append(out, found.id)
+	}
+	return out, nil
+}
+
+func knownSuiteNames() string {
+	var names []string
+	for _, s := range cipherSuites {
+		names = append(names, s.openssl)
+	}
+	return strings.Join(names, ", ")
+}
+
+// keyBlock derives the record keys of a session (RFC 5246 §6.3) and builds
+// the epoch-1 cipher for this side.
+func (s *cipherSuite) newCipher(masterSecret, clientRandom, serverRandom []byte, isClient bool) (recordCipher, error) {
+	keys, err := prf.GenerateEncryptionKeys(masterSecret, clientRandom, serverRandom, 0, 16, 4, sha256.New)
+	if err != nil {
+		return nil, err
+	}
+	localKey, localIV, remoteKey, remoteIV := keys.ClientWriteKey, keys.ClientWriteIV, keys.ServerWriteKey, keys.ServerWriteIV
+	if !isClient {
+		localKey, localIV, remoteKey, remoteIV = remoteKey, remoteIV, localKey, localIV
+	}
+	if s.ccm8 {
+		return ciphersuite.NewCCM(ciphersuite.CCMTagLength8, localKey, localIV, remoteKey, remoteIV)
+	}
+	return ciphersuite.NewGCM(localKey, localIV, remoteKey, remoteIV)
+}

@@ -1,0 +1,215 @@
+package dtls
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// PSKCallback returns the pre-shared key for a PSK identity (on the server)
+// or for the server's identity hint (on the client; the hint may be empty).
+type PSKCallback func(identityOrHint []byte) ([]byte, error)
+
+// ExtendedMasterSecretType says how RFC 7627 is applied.
+type ExtendedMasterSecretType int
+
+const (
+	// RequestExtendedMasterSecret uses the extended master secret whenever the
+	// peer supports it (default).
+	RequestExtendedMasterSecret ExtendedMasterSecretType = iota
+	// RequireExtendedMasterSecret refuses peers without it.
+	RequireExtendedMasterSecret
+	// DisableExtendedMasterSecret never offers or accepts it.
+	DisableExtendedMasterSecret
+)
+
+// ClientAuthType says whether a server asks for a client certificate.
+type ClientAuthType int
+
+const (
+	NoClientCert ClientAuthType = iota
+	RequestClientCert
+	RequireAnyClientCert
+	VerifyClientCertIfGiven
+	RequireAndVerifyClientCert
+)
+
+// Config configures a client or server. A Config may be shared by many
+// connections and must not be modified after first use.
+type Config struct {
+	// Certificates are the ECDSA P-256 certificate chains this side may
+	// present. A server with neither Certificates nor PSK gets a self-signed
+	// certificate generated at start.
+	Certificates []tls.Certificate
+
+	// CipherSuites in preference order; nil means all implemented suites
+	// that the credentials allow.
+	CipherSuites []CipherSuiteID
+
+	// PSK returns the pre-shared key (see PSKCallback).
+	PSK PSKCallback
+	// PSKIdentityHint is, on a client, the identity it sends and, on a
+	// server, the hint it sends (nil: no ServerKeyExchange in PSK suites).
+	PSKIdentityHint []byte
+
+	// RootCAs verify the server's chain on a client; ClientCAs verify the
+	// client's chain on a server.
+	RootCAs   *x509.CertPool
+	ClientCAs *x509.CertPool
+	ClientAuth ClientAuthType
+	// ServerName is checked against the server certificate and sent as SNI.
+	ServerName string
+	// InsecureSkipVerify accepts any server certificate. For tests only;
+	// VerifyPeerCertificate still runs.
+	InsecureSkipVerify bool
+	// VerifyPeerCertificate, if set, runs after the normal checks; it can pin
+	// a key.
+	VerifyPeerCertificate func(rawCerts [][]byte, verifiedChains [][]*x509.Certificate) error
+
+	// ExtendedMasterSecret policy (RFC 7627); default Request.
+	ExtendedMasterSecret ExtendedMasterSecretType
+
+	// MTU is the largest UDP payload this side sends; default 1232, which
+	// fits a 1280-byte IPv6 path.
+	MTU int
+	// RetransmitInterval is the initial flight timer (RFC 6347 §4.2.4.1);
+	// default 1 s. RFC 7925 suggests 9 s for constrained networks.
+	RetransmitInterval time.Duration
+	// RetransmitMax caps the doubling timer; default 60 s.
+	RetransmitMax time.Duration
+	// HandshakeTimeout bounds a whole handshake when the caller's context
+	// has no deadline; default 60 s.
+	HandshakeTimeout time.Duration
+	// ReplayWindow is the number of records in the anti-replay window;
+	// default 64.
+	ReplayWindow int
+
+	// CookieRotation is how often a listener changes its cookie secret; a
+	// cookie made with the previous secret is still accepted. Default 5 min.
+	CookieRotation time.Duration
+
+	// Logger receives debug and warning messages; nil discards them. No
+	// secret is ever logged.
+	Logger *slog.Logger
+
+	// Time returns the current time; nil means time.Now.
+	Time func() time.Time
+}
+
+const (
+	defaultMTU                = 1232
+	defaultRetransmitInterval = time.Second
+	defaultRetransmitMax      = 60 * time.Second
+	defaultHandshakeTimeout   = 60 * time.Second
+	defaultReplayWindow       = 64
+	defaultCookieRotation     = 5 * time.Minute
+	minMTU                    = 256
+)
+
+func (c *Config) mtu() int {
+	if c.MTU == 0 {
+		return defaultMTU
+	}
+	return c.MTU
+}
+
+func (c *Config) retransmitInterval() time.Duration {
+	if c.RetransmitInterval <= 0 {
+		return defaultRetransmitInterval
+	}
+	return c.RetransmitInterval
+}
+
+func (c *Config) retransmitMax() time.Duration {
+	if c.RetransmitMax <= 0 {
+		return defaultRetransmitMax
+	}
+	return c.RetransmitMax
+}
+
+func (c *Config) handshakeTimeout() time.Duration {
+	if c.HandshakeTimeout <= 0 {
+		return defaultHandshakeTimeout
+	}
+	return c.HandshakeTimeout
+}
+
+func (c *Config) replayWindow() int {
+	if c.ReplayWindow <= 0 {
+		return defaultReplayWindow
+	}
+	return c.ReplayWindow
+}
+
+func (c *Config) now() time.Time {
+	if c.Time != nil {
+		return c.Time()
+	}
+	return time.Now()
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// suites returns the configured suites usable with the configured
+// credentials, in order.
+func (c *Config) suites(isClient bool) []*cipherSuite {
+	ids := c.CipherSuites
+	if ids == nil {
+		ids = CipherSuites()
+	}
+	var out []*cipherSuite
+	for _, id := range ids {
+		s := cipherSuiteByID(uint16(id))
+		if s == nil {
+			continue
+		}
+		switch s.kx {
+		case kxPSK:
+			if c.PSK == nil {
+				continue
+			}
+		case kxECDHE:
+			if !isClient && len(c.Certificates) == 0 {
+				continue
+			}
+			if isClient && c.PSK != nil && c.CipherSuites == nil && c.RootCAs == nil && !c.InsecureSkipVerify && c.VerifyPeerCertificate == nil {
+				// A PSK client that configured nothing for certificates
+				// offers only PSK suites.
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (c *Config) validate(isClient bool) error {
+	if c == nil {
+		return errors.New("dtls: nil Config")
+	}
+	if c.MTU != 0 && c.MTU < minMTU {
+		return errors.New("dtls: Config.MTU below 256")
+	}
+	for _, id := range c.CipherSuites {
+		if cipherSuiteByID(uint16(id)) == nil {
+			return errors.New("dtls: Config.CipherSuites names an unimplemented suite " + id.String())
+		}
+	}
+	if len(c.suites(isClient)) == 0 {
+		if isClient {
+			return errors.New("dtls: no usable cipher suite: set PSK for PSK suites or RootCAs/InsecureSkipVerify for ECDHE-ECDSA")
+		}
+		return errors.New("dtls: no usable cipher suite: set PSK or Certificates for the configured suites")
+	}
+	if isClient && c.PSK != nil && c.PSKIdentityHint == nil {
+		return errors.New("dtls: a PSK client needs PSKIdentityHint (the identity it sends)")
+	}
+	return nil
+}

@@ -1,0 +1,409 @@
+package dtls
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+
+	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
+	"github.com/pion/dtls/v3/pkg/crypto/prf"
+)
+
+const (
+	groupP256             uint16 = 23
+	sigECDSAWithP256SHA256 uint16 = 0x0403
+	// maxHelloVerifyRequests bounds how often a server may send us back for a
+	// new cookie in one handshake.
+	maxHelloVerifyRequests = 4
+)
+
+// clientHandshakeState is what the client learns in one handshake.
+type clientHandshakeState struct {
+	hello        *clientHelloMsg
+	serverHello  *serverHelloMsg
+	suite        *cipherSuite
+	ems          bool
+	masterSecret []byte
+}
+
+func (c *Conn) buildClientHello() (*clientHelloMsg, error) {
+	random, err := newRandom()
+	if err != nil {
+		return nil, localAlert(alertInternalError, err)
+	}
+	hello := &clientHelloMsg{vers: versionDTLS12, random: random, compressionMethods: []uint8{0}}
+	ecdhe := false
+	for _, s := range c.cfg.suites(true) {
+		hello.cipherSuites = append(hello.cipherSuites, uint16(s.id))
+		ecdhe = ecdhe || s.kx == kxECDHE
+	}
+	if ecdhe {
+		hello.extensions = append(hello.extensions,
+			extension{extSupportedGroups, marshalSupportedGroups([]uint16{groupP256})},
+			extension{extECPointFormats, marshalECPointFormats([]uint8{0})},
+			extension{extSignatureAlgorithms, marshalSignatureAlgorithms([]uint16{sigECDSAWithP256SHA256})})
+	}
+	if c.cfg.ExtendedMasterSecret != DisableExtendedMasterSecret {
+		hello.extensions = append(hello.extensions, extension{extExtendedMasterSecret, nil})
+	}
+	hello.extensions = append(hello.extensions, extension{extRenegotiationInfo, marshalRenegotiationInfo(nil)})
+	if name := c.cfg.ServerName; name != "" && net.ParseIP(name) == nil {
+		hello.extensions = append(hello.extensions, extension{extServerName, marshalServerName(name)})
+	}
+	return hello, nil
+}
+
+func (c *Conn) clientHandshake(ctx context.Context) error {
+	hs := &clientHandshakeState{}
+	hello, err := c.buildClientHello()
+	if err != nil {
+		return err
+	}
+	hs.hello = hello
+
+	// Flight 1 and, after each HelloVerifyRequest, flight 3.
+	var helloItem outItem
+	for hvr := 0; ; hvr++ {
+		if helloItem, err = c.handshakeItem(hello, 0); err != nil {
+			return err
+		}
+		if err := c.sendFlight([]outItem{helloItem}); err != nil {
+			return err
+		}
+		hm, err := c.readHandshake(ctx)
+		if err != nil {
+			return err
+		}
+		if hm.typ == typeServerHello {
+			hs.serverHello = &serverHelloMsg{}
+			if err := hs.serverHello.unmarshal(hm.body); err != nil {
+				return err
+			}
+			c.addTranscript(typeClientHello, helloItem.seq, helloItem.body)
+			c.addTranscript(hm.typ, hm.seq, hm.body)
+			break
+		}
+		if hm.typ != typeHelloVerifyRequest {
+			return localAlert(alertUnexpectedMessage, fmt.Errorf("expected ServerHello or HelloVerifyRequest, got handshake type %d", hm.typ))
+		}
+		if hvr == maxHelloVerifyRequests {
+			return localAlert(alertHandshakeFailure, errors.New("server sent too many HelloVerifyRequests"))
+		}
+		var v helloVerifyRequestMsg
+		if err := v.unmarshal(hm.body); err != nil {
+			return err
+		}
+		hello.cookie = v.cookie
+	}
+
+	if err := c.processServerHello(hs); err != nil {
+		return err
+	}
+	c.state.CipherSuite = hs.suite.id
+	c.state.ExtendedMasterSecret = hs.ems
+	c.state.ServerName = c.cfg.ServerName
+	return c.clientFullHandshake(ctx, hs)
+}
+
+// processServerHello checks the ServerHello against what we offered.
+func (c *Conn) processServerHello(hs *clientHandshakeState) error {
+	sh := hs.serverHello
+	if sh.vers != versionDTLS12 {
+		return localAlert(alertProtocolVersion, fmt.Errorf("ServerHello: server_version %#04x is not DTLS 1.2", sh.vers))
+	}
+	offered := false
+	for _, id := range hs.hello.cipherSuites {
+		offered = offered || id == sh.cipherSuite
+	}
+	if hs.suite = cipherSuiteByID(sh.cipherSuite); !offered || hs.suite == nil {
+		return localAlert(alertIllegalParameter, fmt.Errorf("ServerHello: cipher_suite %#04x was not offered", sh.cipherSuite))
+	}
+	if sh.compressionMethod != 0 {
+		return localAlert(alertIllegalParameter, errors.New("ServerHello: compression_method is not null"))
+	}
+	for _, e := range sh.extensions {
+		if _, ok := findExtension(hs.hello.extensions, e.typ); !ok {
+			return localAlert(alertUnsupportedExtension, fmt.Errorf("ServerHello: extension %d was not offered", e.typ))
+		}
+		switch e.typ {
+		case extExtendedMasterSecret:
+			if len(e.data) != 0 {
+				return decodeError("ServerHello", "extended_master_secret")
+			}
+			hs.ems = true
+		case extRenegotiationInfo:
+			v, err := parseRenegotiationInfo(e.data)
+			if err != nil {
+				return err
+			}
+			if len(v) != 0 {
+				return localAlert(alertHandshakeFailure, errors.New("ServerHello: renegotiation_info is not empty on a new connection"))
+			}
+		}
+	}
+	if !hs.ems && c.cfg.ExtendedMasterSecret == RequireExtendedMasterSecret {
+		return localAlert(alertHandshakeFailure, errors.New("server does not support the extended master secret"))
+	}
+	return nil
+}
+
+// clientFullHandshake runs flights 4 to 6 of a full handshake.
+func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState) error {
+	var (
+		serverCerts []*x509.Certificate
+		ske         *serverKeyExchangeECDHEMsg
+		certReq     *certificateRequestMsg
+		pskHint     []byte
+	)
+	hm, err := c.readHandshake(ctx)
+	if err != nil {
+		return err
+	}
+	if hs.suite.kx == kxECDHE {
+		var cm certificateMsg
+		if err := c.parseAs(hm, &cm, "Certificate"); err != nil {
+			return err
+		}
+		if serverCerts, err = c.verifyServerCertificates(cm.certificates); err != nil {
+			return err
+		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		ske = &serverKeyExchangeECDHEMsg{}
+		if hm, err = c.expect(ctx, ske, "ServerKeyExchange"); err != nil {
+			return err
+		}
+		if err := verifyServerKeyExchange(serverCerts[0], hs, ske); err != nil {
+			return err
+		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		if hm, err = c.readHandshake(ctx); err != nil {
+			return err
+		}
+	} else if hm.typ == typeServerKeyExchange {
+		var pske serverKeyExchangePSKMsg
+		if err := pske.unmarshal(hm.body); err != nil {
+			return err
+		}
+		pskHint = pske.identityHint
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		if hm, err = c.readHandshake(ctx); err != nil {
+			return err
+		}
+	}
+	if hm.typ == typeCertificateRequest && hs.suite.kx == kxECDHE {
+		certReq = &certificateRequestMsg{}
+		if err := certReq.unmarshal(hm.body); err != nil {
+			return err
+		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		if hm, err = c.readHandshake(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.parseAs(hm, &serverHelloDoneMsg{}, "ServerHelloDone"); err != nil {
+		return err
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+
+	// Flight 5.
+	var items []outItem
+	add := func(m handshakeMessage, epoch uint16) error {
+		it, err := c.handshakeItem(m, epoch)
+		if err != nil {
+			return err
+		}
+		c.addTranscript(it.msgType, it.seq, it.body)
+		items = append(items, it)
+		return nil
+	}
+	var signer crypto.Signer
+	if certReq != nil {
+		cm := &certificateMsg{}
+		if len(c.cfg.Certificates) > 0 {
+			cert := c.cfg.Certificates[0]
+			cm.certificates = cert.Certificate
+			signer, _ = cert.PrivateKey.(crypto.Signer)
+		}
+		if err := add(cm, 0); err != nil {
+			return err
+		}
+	}
+	var preMaster []byte
+	switch hs.suite.kx {
+	case kxPSK:
+		psk, err := c.cfg.PSK(pskHint)
+		if err != nil {
+			return localAlert(alertInternalError, fmt.Errorf("PSK callback: %w", err))
+		}
+		preMaster = prf.PSKPreMasterSecret(psk)
+		c.state.PSKIdentity = c.cfg.PSKIdentityHint
+		c.state.PSKIdentityHint = pskHint
+		if err := add(&clientKeyExchangePSKMsg{identity: c.cfg.PSKIdentityHint}, 0); err != nil {
+			return err
+		}
+	case kxECDHE:
+		kp, err := pionelliptic.GenerateKeypair(pionelliptic.P256)
+		if err != nil {
+			return localAlert(alertInternalError, err)
+		}
+		if preMaster, err = prf.PreMasterSecret(ske.publicKey, kp.PrivateKey, pionelliptic.P256); err != nil {
+			return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: public key: %w", err))
+		}
+		c.state.PeerCertificates = serverCerts
+		if err := add(&clientKeyExchangeECDHEMsg{publicKey: kp.PublicKey}, 0); err != nil {
+			return err
+		}
+	}
+	ms, err := masterSecret(preMaster, hs.ems, c.transcript, hs.hello.random, hs.serverHello.random)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	hs.masterSecret = ms
+	if signer != nil {
+		digest := sha256.Sum256(c.transcript)
+		sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			return localAlert(alertInternalError, fmt.Errorf("CertificateVerify: %w", err))
+		}
+		if err := add(&certificateVerifyMsg{sigAlg: sigECDSAWithP256SHA256, signature: sig}, 0); err != nil {
+			return err
+		}
+	}
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
+		return err
+	}
+	items = append(items, outItem{ccs: true, epoch: 0})
+	vd, err := finishedData(ms, c.transcript, true)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
+		return err
+	}
+	if err := c.sendFlight(items); err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	c.rl.startWriteEpoch1()
+	c.writeMu.Unlock()
+
+	// Flight 6.
+	return c.readPeerFinished(ctx, ms)
+}
+
+// readPeerFinished reads and checks the peer's Finished, which must come
+// under the new keys.
+func (c *Conn) readPeerFinished(ctx context.Context, ms []byte) error {
+	var fin finishedMsg
+	hm, err := c.expect(ctx, &fin, "Finished")
+	if err != nil {
+		return err
+	}
+	if hm.epoch != 1 {
+		return localAlert(alertUnexpectedMessage, errors.New("Finished arrived before ChangeCipherSpec"))
+	}
+	if err := verifyFinished(ms, c.transcript, !c.isClient, fin.verifyData); err != nil {
+		return err
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+	return nil
+}
+
+// setSessionKeys derives the record keys and installs them for epoch 1.
+func (c *Conn) setSessionKeys(s *cipherSuite, ms []byte, clientRandom, serverRandom [32]byte) error {
+	rc, err := s.newCipher(ms, clientRandom[:], serverRandom[:], c.isClient)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	c.installKeys(rc, s.overhead)
+	return nil
+}
+
+// parseAs parses an already read message as m.
+func (c *Conn) parseAs(hm handshakeMsg, m handshakeMessage, name string) error {
+	if hm.typ != m.typ() {
+		return localAlert(alertUnexpectedMessage, fmt.Errorf("expected %s, got handshake type %d", name, hm.typ))
+	}
+	return m.unmarshal(hm.body)
+}
+
+// verifyServerCertificates checks the server's chain against RootCAs and
+// the expected name, then runs VerifyPeerCertificate.
+func (c *Conn) verifyServerCertificates(raw [][]byte) ([]*x509.Certificate, error) {
+	if len(raw) == 0 {
+		return nil, localAlert(alertBadCertificate, errors.New("Certificate: server sent no certificate"))
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: certificate %d: %w", i, err))
+		}
+		certs[i] = cert
+	}
+	if pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		return nil, localAlert(alertUnsupportedCertificate, errors.New("Certificate: server key is not ECDSA P-256"))
+	}
+	var chains [][]*x509.Certificate
+	if !c.cfg.InsecureSkipVerify {
+		opts := x509.VerifyOptions{
+			Roots:         c.cfg.RootCAs,
+			CurrentTime:   c.cfg.now(),
+			Intermediates: x509.NewCertPool(),
+			DNSName:       c.expectedServerName(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		for _, cert := range certs[1:] {
+			opts.Intermediates.AddCert(cert)
+		}
+		var err error
+		if chains, err = certs[0].Verify(opts); err != nil {
+			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: %w", err))
+		}
+	}
+	if c.cfg.VerifyPeerCertificate != nil {
+		if err := c.cfg.VerifyPeerCertificate(raw, chains); err != nil {
+			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: VerifyPeerCertificate: %w", err))
+		}
+	}
+	return certs, nil
+}
+
+// expectedServerName is ServerName, or the peer's IP address when none is
+// configured, so that a certificate must name what we dialled.
+func (c *Conn) expectedServerName() string {
+	if c.cfg.ServerName != "" {
+		return c.cfg.ServerName
+	}
+	if ua, ok := c.raddr.(*net.UDPAddr); ok {
+		return ua.IP.String()
+	}
+	return ""
+}
+
+// verifyServerKeyExchange checks the ECDHE parameters' signature:
+// digitally-signed struct { client_random, server_random, ServerECDHParams }.
+func verifyServerKeyExchange(leaf *x509.Certificate, hs *clientHandshakeState, ske *serverKeyExchangeECDHEMsg) error {
+	if ske.namedCurve != groupP256 {
+		return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: named_curve %d was not offered", ske.namedCurve))
+	}
+	if ske.sigAlg != sigECDSAWithP256SHA256 {
+		return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: signature algorithm %#04x was not offered", ske.sigAlg))
+	}
+	h := sha256.New()
+	h.Write(hs.hello.random[:])
+	h.Write(hs.serverHello.random[:])
+	h.Write(ske.params())
+	pub := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ecdsa.VerifyASN1(pub, h.Sum(nil), ske.signature) {
+		return localAlert(alertDecryptError, errors.New("ServerKeyExchange: signature does not verify"))
+	}
+	return nil
+}

@@ -1,0 +1,422 @@
+package dtls
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
+	"github.com/pion/dtls/v3/pkg/crypto/prf"
+)
+
+// serverHandshakeState is what the server learns in one handshake.
+type serverHandshakeState struct {
+	hello        *clientHelloMsg
+	random       [32]byte
+	suite        *cipherSuite
+	ems          bool
+	renegInfo    bool
+	pointFormats bool
+	cert         *certificateChoice
+	masterSecret []byte
+}
+
+type certificateChoice struct {
+	chain  [][]byte
+	signer crypto.Signer
+}
+
+// screenClientHello is the stateless first look at a datagram from an
+// address without a connection (RFC 6347 §4.2.1). It returns the ClientHello
+// when its cookie is valid; otherwise the HelloVerifyRequest datagram to send
+// back (nil when the datagram is not a ClientHello at all, which is dropped).
+// Nothing is allocated per peer here.
+func screenClientHello(d []byte, addr string, jar *cookieJar) (*clientHelloMsg, handshakeMsg, []byte) {
+	recs, _ := parseRecords(d)
+	if len(recs) == 0 || recs[0].contentType != recordHandshake || recs[0].epoch != 0 {
+		return nil, handshakeMsg{}, nil
+	}
+	frags, _ := parseHandshakeFragments(recs[0].fragment)
+	if len(frags) == 0 {
+		return nil, handshakeMsg{}, nil
+	}
+	f := frags[0]
+	if f.msgType != typeClientHello || f.offset != 0 || len(f.data) != int(f.length) {
+		return nil, handshakeMsg{}, nil
+	}
+	hello := &clientHelloMsg{}
+	if err := hello.unmarshal(f.data); err != nil {
+		return nil, handshakeMsg{}, nil
+	}
+	if jar.valid(addr, hello) {
+		return hello, handshakeMsg{typ: f.msgType, seq: f.seq, body: f.data, recordSeq: recs[0].seq}, nil
+	}
+	hvr := &helloVerifyRequestMsg{vers: versionDTLS10, cookie: jar.make(addr, hello)}
+	body, _ := hvr.marshal()
+	// The HelloVerifyRequest reuses the ClientHello's record and message
+	// sequence numbers, so the server keeps no counter per peer.
+	payload := marshalHandshakeHeader(nil, typeHelloVerifyRequest, len(body), f.seq, 0, len(body))
+	payload = append(payload, body...)
+	out := marshalRecordHeader(nil, recordHandshake, versionDTLS10, 0, recs[0].seq, len(payload))
+	return nil, handshakeMsg{}, append(out, payload...)
+}
+
+// firstHello is a ClientHello whose cookie the listener already checked.
+type firstHello struct {
+	hello *clientHelloMsg
+	msg   handshakeMsg
+}
+
+func (c *Conn) serverHandshake(ctx context.Context) error {
+	if c.first == nil {
+		if err := c.awaitCookie(ctx); err != nil {
+			return err
+		}
+	}
+	hs := &serverHandshakeState{hello: c.first.hello}
+	c.reasm.next = c.first.msg.seq + 1
+	c.sendSeq = c.first.msg.seq
+	// Our record numbers continue from the ClientHello's, so that they run
+	// past the HelloVerifyRequest's, which reused an earlier ClientHello's.
+	c.rl.write[0].nextSeq = c.first.msg.recordSeq
+	c.addTranscript(typeClientHello, c.first.msg.seq, c.first.msg.body)
+	c.first = nil
+	if err := c.negotiate(hs); err != nil {
+		return err
+	}
+	c.state.CipherSuite = hs.suite.id
+	c.state.ExtendedMasterSecret = hs.ems
+	if v, ok := findExtension(hs.hello.extensions, extServerName); ok {
+		c.state.ServerName, _ = parseServerName(v)
+	}
+	return c.serverFullHandshake(ctx, hs)
+}
+
+// awaitCookie runs the cookie exchange for a Conn made by Server, which has
+// no listener to do it.
+func (c *Conn) awaitCookie(ctx context.Context) error {
+	jar, err := newCookieJar(c.cfg.CookieRotation+defaultCookieRotation, c.cfg.now)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	for {
+		select {
+		case d := <-c.inbound:
+			c.stats.datagramsReceived.Add(1)
+			c.stats.bytesReceived.Add(int64(len(d)))
+			hello, msg, hvr := screenClientHello(d, c.raddr.String(), jar)
+			if hello != nil {
+				c.first = &firstHello{hello: hello, msg: msg}
+				return nil
+			}
+			if hvr != nil {
+				if err := c.writeDatagram(hvr); err != nil {
+					return err
+				}
+			}
+		case <-ctx.Done():
+			return errHandshakeTimeout
+		case <-c.closed:
+			return errors.New("dtls: closed before the handshake")
+		}
+	}
+}
+
+// negotiate picks version, suite and extensions from the ClientHello.
+func (c *Conn) negotiate(hs *serverHandshakeState) error {
+	ch := hs.hello
+	// DTLS versions count down: 0xfefd (1.2) is newer than 0xfeff (1.0).
+	if ch.vers > versionDTLS12 {
+		return localAlert(alertProtocolVersion, fmt.Errorf("ClientHello: client_version %#04x is older than DTLS 1.2", ch.vers))
+	}
+	hasNull := false
+	for _, m := range ch.compressionMethods {
+		hasNull = hasNull || m == 0
+	}
+	if !hasNull {
+		return localAlert(alertIllegalParameter, errors.New("ClientHello: compression_methods lacks null"))
+	}
+	p256, sha256ECDSA := true, true
+	if v, ok := findExtension(ch.extensions, extSupportedGroups); ok {
+		groups, err := parseSupportedGroups(v)
+		if err != nil {
+			return err
+		}
+		p256 = false
+		for _, g := range groups {
+			p256 = p256 || g == groupP256
+		}
+	}
+	if v, ok := findExtension(ch.extensions, extSignatureAlgorithms); ok {
+		algs, err := parseSignatureAlgorithms(v)
+		if err != nil {
+			return err
+		}
+		sha256ECDSA = false
+		for _, a := range algs {
+			sha256ECDSA = sha256ECDSA || a == sigECDSAWithP256SHA256
+		}
+	}
+	if v, ok := findExtension(ch.extensions, extECPointFormats); ok {
+		formats, err := parseECPointFormats(v)
+		if err != nil {
+			return err
+		}
+		hs.pointFormats = true
+		uncompressed := false
+		for _, f := range formats {
+			uncompressed = uncompressed || f == 0
+		}
+		p256 = p256 && uncompressed
+	}
+	for _, s := range c.cfg.suites(false) {
+		offered := false
+		for _, id := range ch.cipherSuites {
+			offered = offered || id == uint16(s.id)
+		}
+		if !offered || (s.kx == kxECDHE && !(p256 && sha256ECDSA)) {
+			continue
+		}
+		hs.suite = s
+		break
+	}
+	if hs.suite == nil {
+		return localAlert(alertHandshakeFailure, errors.New("ClientHello: no cipher suite in common"))
+	}
+	if hs.suite.kx == kxECDHE {
+		cert := c.cfg.Certificates[0]
+		signer, ok := cert.PrivateKey.(crypto.Signer)
+		if !ok {
+			return localAlert(alertInternalError, errors.New("server certificate key is not a crypto.Signer"))
+		}
+		hs.cert = &certificateChoice{chain: cert.Certificate, signer: signer}
+	}
+	_, offeredEMS := findExtension(ch.extensions, extExtendedMasterSecret)
+	switch c.cfg.ExtendedMasterSecret {
+	case RequireExtendedMasterSecret:
+		if !offeredEMS {
+			return localAlert(alertHandshakeFailure, errors.New("ClientHello: no extended_master_secret and the server requires it"))
+		}
+		hs.ems = true
+	case RequestExtendedMasterSecret:
+		hs.ems = offeredEMS
+	}
+	if v, ok := findExtension(ch.extensions, extRenegotiationInfo); ok {
+		ri, err := parseRenegotiationInfo(v)
+		if err != nil {
+			return err
+		}
+		if len(ri) != 0 {
+			return localAlert(alertHandshakeFailure, errors.New("ClientHello: renegotiation_info is not empty on a new connection"))
+		}
+		hs.renegInfo = true
+	}
+	for _, id := range ch.cipherSuites {
+		hs.renegInfo = hs.renegInfo || id == scsvRenegotiation
+	}
+	var err error
+	if hs.random, err = newRandom(); err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	return nil
+}
+
+func (c *Conn) serverHelloMsg(hs *serverHandshakeState, sessionID []byte) *serverHelloMsg {
+	sh := &serverHelloMsg{vers: versionDTLS12, random: hs.random, sessionID: sessionID, cipherSuite: uint16(hs.suite.id)}
+	if hs.ems {
+		sh.extensions = append(sh.extensions, extension{extExtendedMasterSecret, nil})
+	}
+	if hs.renegInfo {
+		sh.extensions = append(sh.extensions, extension{extRenegotiationInfo, marshalRenegotiationInfo(nil)})
+	}
+	if hs.pointFormats && hs.suite.kx == kxECDHE {
+		sh.extensions = append(sh.extensions, extension{extECPointFormats, marshalECPointFormats([]uint8{0})})
+	}
+	return sh
+}
+
+// serverFullHandshake sends flight 4 and runs the rest of a full handshake.
+func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState) error {
+	var items []outItem
+	add := func(m handshakeMessage, epoch uint16) error {
+		it, err := c.handshakeItem(m, epoch)
+		if err != nil {
+			return err
+		}
+		c.addTranscript(it.msgType, it.seq, it.body)
+		items = append(items, it)
+		return nil
+	}
+	if err := add(c.serverHelloMsg(hs, nil), 0); err != nil {
+		return err
+	}
+	var kp *pionelliptic.Keypair
+	switch hs.suite.kx {
+	case kxECDHE:
+		if err := add(&certificateMsg{certificates: hs.cert.chain}, 0); err != nil {
+			return err
+		}
+		var err error
+		if kp, err = pionelliptic.GenerateKeypair(pionelliptic.P256); err != nil {
+			return localAlert(alertInternalError, err)
+		}
+		ske := &serverKeyExchangeECDHEMsg{namedCurve: groupP256, publicKey: kp.PublicKey, sigAlg: sigECDSAWithP256SHA256}
+		h := sha256.New()
+		h.Write(hs.hello.random[:])
+		h.Write(hs.random[:])
+		h.Write(ske.params())
+		if ske.signature, err = hs.cert.signer.Sign(rand.Reader, h.Sum(nil), crypto.SHA256); err != nil {
+			return localAlert(alertInternalError, fmt.Errorf("ServerKeyExchange: signing: %w", err))
+		}
+		if err := add(ske, 0); err != nil {
+			return err
+		}
+		if c.cfg.ClientAuth != NoClientCert {
+			req := &certificateRequestMsg{certificateTypes: []uint8{64}, signatureAlgorithms: []uint16{sigECDSAWithP256SHA256}}
+			if err := add(req, 0); err != nil {
+				return err
+			}
+		}
+	case kxPSK:
+		if c.cfg.PSKIdentityHint != nil {
+			if err := add(&serverKeyExchangePSKMsg{identityHint: c.cfg.PSKIdentityHint}, 0); err != nil {
+				return err
+			}
+		}
+	}
+	if err := add(&serverHelloDoneMsg{}, 0); err != nil {
+		return err
+	}
+	if err := c.sendFlight(items); err != nil {
+		return err
+	}
+
+	// Flight 5.
+	var clientCerts []*x509.Certificate
+	if hs.suite.kx == kxECDHE && c.cfg.ClientAuth != NoClientCert {
+		var cm certificateMsg
+		hm, err := c.expect(ctx, &cm, "Certificate")
+		if err != nil {
+			return err
+		}
+		if clientCerts, err = c.verifyClientCertificates(cm.certificates); err != nil {
+			return err
+		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+	}
+	var preMaster []byte
+	switch hs.suite.kx {
+	case kxPSK:
+		var cke clientKeyExchangePSKMsg
+		hm, err := c.expect(ctx, &cke, "ClientKeyExchange")
+		if err != nil {
+			return err
+		}
+		psk, err := c.cfg.PSK(cke.identity)
+		if err != nil || len(psk) == 0 {
+			return localAlert(alertUnknownPSKIdentity, errors.New("ClientKeyExchange: unknown PSK identity"))
+		}
+		preMaster = prf.PSKPreMasterSecret(psk)
+		c.state.PSKIdentity = cke.identity
+		c.state.PSKIdentityHint = c.cfg.PSKIdentityHint
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+	case kxECDHE:
+		var cke clientKeyExchangeECDHEMsg
+		hm, err := c.expect(ctx, &cke, "ClientKeyExchange")
+		if err != nil {
+			return err
+		}
+		if preMaster, err = prf.PreMasterSecret(cke.publicKey, kp.PrivateKey, pionelliptic.P256); err != nil {
+			return localAlert(alertIllegalParameter, fmt.Errorf("ClientKeyExchange: public key: %w", err))
+		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+	}
+	ms, err := masterSecret(preMaster, hs.ems, c.transcript, hs.hello.random, hs.random)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	hs.masterSecret = ms
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
+		return err
+	}
+	if len(clientCerts) > 0 {
+		var cv certificateVerifyMsg
+		hm, err := c.expect(ctx, &cv, "CertificateVerify")
+		if err != nil {
+			return err
+		}
+		digest := sha256.Sum256(c.transcript)
+		pub, _ := clientCerts[0].PublicKey.(*ecdsa.PublicKey)
+		if cv.sigAlg != sigECDSAWithP256SHA256 || pub == nil || !ecdsa.VerifyASN1(pub, digest[:], cv.signature) {
+			return localAlert(alertDecryptError, errors.New("CertificateVerify: signature does not verify"))
+		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		c.state.PeerCertificates = clientCerts
+	}
+	if err := c.readPeerFinished(ctx, ms); err != nil {
+		return err
+	}
+
+	// Flight 6.
+	vd, err := finishedData(ms, c.transcript, false)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	items = []outItem{{ccs: true, epoch: 0}}
+	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	c.rl.startWriteEpoch1()
+	c.writeMu.Unlock()
+	return c.sendFlight(items)
+}
+
+// verifyClientCertificates applies ClientAuth to the client's chain.
+func (c *Conn) verifyClientCertificates(raw [][]byte) ([]*x509.Certificate, error) {
+	if len(raw) == 0 {
+		if c.cfg.ClientAuth == RequireAnyClientCert || c.cfg.ClientAuth == RequireAndVerifyClientCert {
+			return nil, localAlert(alertHandshakeFailure, errors.New("Certificate: client sent no certificate"))
+		}
+		return nil, nil
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: certificate %d: %w", i, err))
+		}
+		certs[i] = cert
+	}
+	if pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		return nil, localAlert(alertUnsupportedCertificate, errors.New("Certificate: client key is not ECDSA P-256"))
+	}
+	var chains [][]*x509.Certificate
+	if c.cfg.ClientAuth == VerifyClientCertIfGiven || c.cfg.ClientAuth == RequireAndVerifyClientCert {
+		opts := x509.VerifyOptions{
+			Roots:         c.cfg.ClientCAs,
+			CurrentTime:   c.cfg.now(),
+			Intermediates: x509.NewCertPool(),
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		for _, cert := range certs[1:] {
+			opts.Intermediates.AddCert(cert)
+		}
+		var err error
+		if chains, err = certs[0].Verify(opts); err != nil {
+			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: %w", err))
+		}
+	}
+	if c.cfg.VerifyPeerCertificate != nil {
+		if err := c.cfg.VerifyPeerCertificate(raw, chains); err != nil {
+			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: VerifyPeerCertificate: %w", err))
+		}
+	}
+	return certs, nil
+}

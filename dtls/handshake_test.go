@@ -1,0 +1,138 @@
+package dtls
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+)
+
+var testPSK = []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+
+func pskServerConfig() *Config {
+	return &Config{
+		PSK: func(id []byte) ([]byte, error) {
+			if string(id) == "client1" {
+				return testPSK, nil
+			}
+			return nil, errUnknownIdentity
+		},
+		RetransmitInterval: 200 * time.Millisecond,
+	}
+}
+
+func pskClientConfig() *Config {
+	return &Config{
+		PSK:                func([]byte) ([]byte, error) { return testPSK, nil },
+		PSKIdentityHint:    []byte("client1"),
+		RetransmitInterval: 200 * time.Millisecond,
+	}
+}
+
+type testCert struct {
+	cert tls.Certificate
+	pool *x509.CertPool
+}
+
+func newTestCert(t testing.TB) testCert {
+	t.Helper()
+	cert, err := selfsign.GenerateSelfSignedWithDNS("localhost", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return testCert{cert: cert, pool: pool}
+}
+
+// startEchoServer runs a Listener that echoes every datagram.
+func startEchoServer(t testing.TB, cfg *Config) *Listener {
+	t.Helper()
+	l, err := Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 2048)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l
+}
+
+func echoOnce(t testing.TB, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf[:n], []byte(msg)) {
+		t.Fatalf("echo = %q, want %q", buf[:n], msg)
+	}
+}
+
+func TestHandshakeOwnPeers(t *testing.T) {
+	tc := newTestCert(t)
+	for _, suite := range CipherSuites() {
+		t.Run(suite.String(), func(t *testing.T) {
+			var scfg, ccfg *Config
+			if cipherSuiteByID(uint16(suite)).kx == kxPSK {
+				scfg, ccfg = pskServerConfig(), pskClientConfig()
+			} else {
+				scfg = &Config{Certificates: []tls.Certificate{tc.cert}}
+				ccfg = &Config{RootCAs: tc.pool, ServerName: "localhost"}
+			}
+			ccfg.CipherSuites = []CipherSuiteID{suite}
+			l := startEchoServer(t, scfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := DialContext(ctx, "udp", l.Addr().(*net.UDPAddr), ccfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			echoOnce(t, c, "hello "+suite.String())
+			st := c.ConnectionState()
+			if st.CipherSuite != suite || !st.ExtendedMasterSecret || st.Resumed {
+				t.Fatalf("state = %+v", st)
+			}
+			// Full handshake with cookie: CH, CH+cookie, F5 sent; HVR, F4, F6 received.
+			if st.HandshakeDatagramsSent != 3 || st.HandshakeDatagramsReceived != 3 {
+				t.Errorf("datagrams sent/received = %d/%d, want 3/3", st.HandshakeDatagramsSent, st.HandshakeDatagramsReceived)
+			}
+		})
+	}
+}
+
+var errUnknownIdentity = net.UnknownNetworkError("unknown identity")

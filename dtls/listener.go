@@ -1,0 +1,311 @@
+package dtls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+)
+
+// Listener accepts DTLS connections on one UDP socket. It answers every
+// ClientHello without a valid cookie statelessly and creates a connection
+// only for a peer that returned a valid cookie; the handshakes of many peers
+// run concurrently, and Accept returns connections whose handshake is
+// complete.
+type Listener struct {
+	pconn   net.PacketConn
+	cfg     *Config
+	cookies *cookieJar
+
+	mu     sync.Mutex
+	conns  map[string]*Conn
+	accept chan *Conn
+	closed chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+// Listen creates a Listener on a new UDP socket.
+func Listen(network string, laddr *net.UDPAddr, cfg *Config) (*Listener, error) {
+	pc, err := net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("dtls: listen: %w", err)
+	}
+	l, err := NewListener(pc, cfg)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// NewListener serves DTLS on an existing packet socket; the Listener owns it
+// from then on.
+func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
+	cfg, err := serverConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rotation := cfg.CookieRotation
+	if rotation <= 0 {
+		rotation = defaultCookieRotation
+	}
+	jar, err := newCookieJar(rotation, cfg.now)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		pconn:   pc,
+		cfg:     cfg,
+		cookies: jar,
+		conns:   make(map[string]*Conn),
+		accept:  make(chan *Conn, 16),
+		closed:  make(chan struct{}),
+	}
+	l.wg.Add(1)
+	go l.readLoop()
+	return l, nil
+}
+
+// serverConfig validates a server Config and gives a server with no
+// credentials at all a self-signed ECDSA certificate.
+func serverConfig(cfg *Config) (*Config, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	if cfg.PSK == nil && len(cfg.Certificates) == 0 {
+		cert, err := selfsign.GenerateSelfSigned()
+		if err != nil {
+			return nil, fmt.Errorf("dtls: generating a self-signed certificate: %w", err)
+		}
+		c := *cfg
+		c.Certificates = []tls.Certificate{cert}
+		cfg = &c
+	}
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (l *Listener) readLoop() {
+	defer l.wg.Done()
+	buf := make([]byte, 64*1024)
+	for {
+		n, addr, err := l.pconn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			select {
+			case <-l.closed:
+				return
+			default:
+			}
+			l.cfg.logger().Warn("dtls: listener read", "err", err)
+			continue
+		}
+		d := buf[:n]
+		key := addr.String()
+		l.mu.Lock()
+		conn := l.conns[key]
+		l.mu.Unlock()
+		if conn != nil && !(conn.hsDone.Load() && isInitialClientHello(d)) {
+			conn.deliver(append([]byte(nil), d...))
+			continue
+		}
+		hello, msg, hvr := screenClientHello(d, key, l.cookies)
+		if hvr != nil {
+			if _, err := l.pconn.WriteTo(hvr, addr); err != nil {
+				l.cfg.logger().Debug("dtls: sending HelloVerifyRequest", "peer", key, "err", err)
+			}
+			continue
+		}
+		if hello == nil {
+			continue
+		}
+		if conn != nil {
+			// A peer with a live association starts over (it rebooted): the
+			// valid cookie proves it is reachable at this address.
+			conn.setReadErrAsync()
+		}
+		l.startHandshake(addr, key, &firstHello{hello: hello, msg: msg})
+	}
+}
+
+// isInitialClientHello reports a plaintext epoch-0 handshake record, the
+// only thing a peer that lost its association can send.
+func isInitialClientHello(d []byte) bool {
+	return len(d) > recordHeaderLen+handshakeHeaderLen && d[0] == recordHandshake && d[3] == 0 && d[4] == 0 &&
+		d[recordHeaderLen] == typeClientHello
+}
+
+func (l *Listener) startHandshake(addr net.Addr, key string, first *firstHello) {
+	c := newConn(l.pconn, addr, l.cfg, false)
+	c.first = first
+	// The stateless exchange that got us here: a ClientHello in, and the
+	// one carrying the cookie.
+	c.state.HandshakeDatagramsReceived = 1
+	c.stats.datagramsReceived.Add(1)
+	c.onClose = func() {
+		l.mu.Lock()
+		if l.conns[key] == c {
+			delete(l.conns, key)
+		}
+		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	if old := l.conns[key]; old != nil {
+		go old.Close()
+	}
+	l.conns[key] = c
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := c.HandshakeContext(context.Background()); err != nil {
+			l.cfg.logger().Debug("dtls: handshake failed", "peer", key, "err", err)
+			return
+		}
+		select {
+		case l.accept <- c:
+		case <-l.closed:
+			c.Close()
+		}
+	}()
+}
+
+// Accept waits for the next connection whose handshake completed.
+func (l *Listener) Accept() (net.Conn, error) {
+	return l.AcceptWithContext(context.Background())
+}
+
+// AcceptWithContext is Accept bounded by ctx.
+func (l *Listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
+	select {
+	case c := <-l.accept:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the listener and closes its socket and every connection on it.
+func (l *Listener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.closed)
+		l.mu.Lock()
+		conns := make([]*Conn, 0, len(l.conns))
+		for _, c := range l.conns {
+			conns = append(conns, c)
+		}
+		l.mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+		err = l.pconn.Close()
+		l.wg.Wait()
+	})
+	return err
+}
+
+// Addr returns the listener's local address.
+func (l *Listener) Addr() net.Addr { return l.pconn.LocalAddr() }
+
+// setReadErrAsync ends a connection whose peer started over; it is called
+// from the listener goroutine, so it only closes.
+func (c *Conn) setReadErrAsync() { c.closeTransport() }
+
+// Server runs the server side of a handshake with one peer on pconn, which
+// it reads from exclusively. The handshake starts on first use or
+// HandshakeContext, and includes the cookie exchange.
+func Server(pconn net.PacketConn, raddr net.Addr, cfg *Config) (*Conn, error) {
+	cfg, err := serverConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := newConn(pconn, raddr, cfg, false)
+	c.startFeeder(false)
+	return c, nil
+}
+
+// Client prepares the client side of a connection to raddr over pconn,
+// which it reads from exclusively. The handshake starts on first use or
+// HandshakeContext.
+func Client(pconn net.PacketConn, raddr net.Addr, cfg *Config) (*Conn, error) {
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	c := newConn(pconn, raddr, cfg, true)
+	c.startFeeder(false)
+	return c, nil
+}
+
+// Dial opens a UDP socket to raddr and completes a handshake, bounded by
+// the Config's HandshakeTimeout.
+func Dial(network string, raddr *net.UDPAddr, cfg *Config) (*Conn, error) {
+	return DialContext(context.Background(), network, raddr, cfg)
+}
+
+// DialContext is Dial bounded by ctx.
+func DialContext(ctx context.Context, network string, raddr *net.UDPAddr, cfg *Config) (*Conn, error) {
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	pc, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dtls: dial %s: %w", raddr, err)
+	}
+	c := newConn(pc, raddr, cfg, true)
+	c.startFeeder(true)
+	if err := c.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startFeeder reads datagrams from the peer into the connection. When the
+// Conn owns the socket it closes it on Close; otherwise Close ends the
+// feeder through a read deadline.
+func (c *Conn) startFeeder(owned bool) {
+	done := make(chan struct{})
+	c.onClose = func() {
+		if owned {
+			c.pconn.Close()
+		} else {
+			_ = c.pconn.SetReadDeadline(aLongTimeAgo)
+		}
+		<-done
+	}
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64*1024)
+		for {
+			n, addr, err := c.pconn.ReadFrom(buf)
+			if err != nil {
+				select {
+				case <-c.closed:
+					return
+				default:
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			if addr.String() != c.raddr.String() {
+				continue
+			}
+			c.deliver(append([]byte(nil), buf[:n]...))
+		}
+	}()
+}

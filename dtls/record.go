@@ -1,0 +1,192 @@
+package dtls
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pion/dtls/v3/pkg/protocol"
+	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
+	"github.com/pion/transport/v5/replaydetector"
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// Record content types (RFC 5246 §6.2.1).
+const (
+	recordChangeCipherSpec uint8 = 20
+	recordAlert            uint8 = 21
+	recordHandshake        uint8 = 22
+	recordApplicationData  uint8 = 23
+)
+
+const (
+	recordHeaderLen = 13
+	maxSequence     = 1<<48 - 1
+	// maxCiphertext is the largest record fragment RFC 6347 allows.
+	maxCiphertext = 1<<14 + 2048
+)
+
+// record is one DTLS record.
+//
+//	struct {
+//	    ContentType type;
+//	    ProtocolVersion version;
+//	    uint16 epoch;
+//	    uint48 sequence_number;
+//	    uint16 length;
+//	    opaque fragment[DTLSPlaintext.length];
+//	} DTLSPlaintext;
+//
+// DTLSCiphertext has the same header; with an AEAD suite its fragment is the
+// 8-byte explicit nonce followed by the sealed content (RFC 5246 §6.2.3.3).
+type record struct {
+	contentType uint8
+	version     uint16
+	epoch       uint16
+	seq         uint64
+	fragment    []byte
+	// raw is the whole record as received, header included.
+	raw []byte
+}
+
+// parseRecords splits a datagram into records. A record whose length runs
+// past the end of the datagram ends the parse with an error; the records
+// before it are still returned so that one bad record does not hide good
+// ones (RFC 6347 §4.1.2.7 lets a receiver discard invalid records silently).
+func parseRecords(datagram []byte) ([]record, error) {
+	var out []record
+	s := cryptobyte.String(datagram)
+	for !s.Empty() {
+		start := len(datagram) - len(s)
+		var r record
+		var seqHi uint16
+		var seqLo uint32
+		var frag cryptobyte.String
+		if !s.ReadUint8(&r.contentType) || !s.ReadUint16(&r.version) || !s.ReadUint16(&r.epoch) ||
+			!s.ReadUint16(&seqHi) || !s.ReadUint32(&seqLo) || !s.ReadUint16LengthPrefixed(&frag) {
+			return out, fmt.Errorf("dtls: record at offset %d: header or length: %w", start, errDecode)
+		}
+		if len(frag) > maxCiphertext {
+			return out, fmt.Errorf("dtls: record at offset %d: length %d over the limit: %w", start, len(frag), errDecode)
+		}
+		r.seq = uint64(seqHi)<<32 | uint64(seqLo)
+		r.fragment = frag
+		r.raw = datagram[start : len(datagram)-len(s)]
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// marshalRecordHeader appends a record header for a fragment of length n.
+func marshalRecordHeader(b []byte, contentType uint8, version, epoch uint16, seq uint64, n int) []byte {
+	return append(b, contentType, byte(version>>8), byte(version), byte(epoch>>8), byte(epoch),
+		byte(seq>>40), byte(seq>>32), byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq),
+		byte(n>>8), byte(n))
+}
+
+// recordCipher is the AEAD protection of one epoch; pion's CCM and GCM
+// implement it.
+type recordCipher interface {
+	Encrypt(pkt *recordlayer.RecordLayer, raw []byte) ([]byte, error)
+	Decrypt(h recordlayer.Header, in []byte) ([]byte, error)
+}
+
+// epochState is the read or write state of one epoch.
+type epochState struct {
+	cipher   recordCipher // nil in epoch 0
+	overhead int          // bytes the cipher adds to a record
+	nextSeq  uint64       // write side
+	replay   replaydetector.ReplayDetector
+}
+
+// recordLayer holds the epochs of one connection. Epoch 0 is plaintext and
+// epoch 1 carries the negotiated cipher; this engine does not renegotiate, so
+// no epoch beyond 1 exists.
+type recordLayer struct {
+	version     uint16
+	replayWin   uint
+	read        [2]epochState
+	write       [2]epochState
+	readEpoch   uint16 // highest epoch whose keys are installed for reading
+	writeEpoch  uint16
+	readKeysSet bool
+}
+
+func newRecordLayer(replayWindow int) *recordLayer {
+	rl := &recordLayer{version: versionDTLS12, replayWin: uint(replayWindow)}
+	for i := range rl.read {
+		rl.read[i].replay = replaydetector.New(rl.replayWin, maxSequence)
+	}
+	return rl
+}
+
+// setKeys installs the epoch-1 cipher for both directions. Reading in
+// epoch 1 is possible from then on; writing starts after our
+// ChangeCipherSpec (startWriteEpoch1).
+func (rl *recordLayer) setKeys(c recordCipher, overhead int) {
+	rl.read[1].cipher, rl.read[1].overhead = c, overhead
+	rl.write[1].cipher, rl.write[1].overhead = c, overhead
+	rl.readKeysSet = true
+	rl.readEpoch = 1
+}
+
+func (rl *recordLayer) startWriteEpoch1() { rl.writeEpoch = 1 }
+
+var (
+	errReplay    = errors.New("replayed or too old record")
+	errBadEpoch  = errors.New("record from an epoch without keys")
+	errRecordMAC = errors.New("record failed authentication")
+)
+
+// open checks and decrypts a record in place of its fragment. Errors are
+// reasons to discard the record silently (RFC 6347 §4.1.2.7), never fatal.
+func (rl *recordLayer) open(r *record) error {
+	if r.epoch > 1 || (r.epoch == 1 && !rl.readKeysSet) {
+		return errBadEpoch
+	}
+	ep := &rl.read[r.epoch]
+	accept, ok := ep.replay.Check(r.seq)
+	if !ok {
+		return errReplay
+	}
+	if ep.cipher != nil {
+		if r.contentType == recordChangeCipherSpec {
+			return errBadEpoch
+		}
+		h := recordlayer.Header{}
+		out, err := ep.cipher.Decrypt(h, r.raw)
+		if err != nil {
+			return errRecordMAC
+		}
+		r.fragment = out[recordHeaderLen:]
+	}
+	accept()
+	return nil
+}
+
+// seal appends one protected record carrying payload in the given epoch.
+func (rl *recordLayer) seal(b []byte, contentType uint8, epoch uint16, payload []byte) ([]byte, error) {
+	ep := &rl.write[epoch]
+	if ep.nextSeq > maxSequence {
+		return b, errors.New("dtls: record sequence number exhausted")
+	}
+	seq := ep.nextSeq
+	ep.nextSeq++
+	if ep.cipher == nil {
+		b = marshalRecordHeader(b, contentType, rl.version, epoch, seq, len(payload))
+		return append(b, payload...), nil
+	}
+	raw := marshalRecordHeader(make([]byte, 0, recordHeaderLen+len(payload)), contentType, rl.version, epoch, seq, len(payload))
+	raw = append(raw, payload...)
+	pkt := &recordlayer.RecordLayer{Header: recordlayer.Header{
+		ContentType:    protocol.ContentType(contentType),
+		ContentLen:     uint16(len(payload)),
+		Version:        protocol.Version{Major: byte(rl.version >> 8), Minor: byte(rl.version)},
+		Epoch:          epoch,
+		SequenceNumber: seq,
+	}}
+	out, err := ep.cipher.Encrypt(pkt, raw)
+	if err != nil {
+		return b, fmt.Errorf("dtls: sealing record: %w", err)
+	}
+	return append(b, out...), nil
+}
