@@ -3,9 +3,9 @@ module github.com/dtlsresume/dtlsresume
 go 1.26.8
 
 require (
-	github.com/pion/dtls/v3 v3.1.15 // indirect
-	github.com/pion/logging v0.2.4 // indirect
-	github.com/pion/transport/v5 v5.0.0 // indirect
-	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/pion/dtls/v3 v3.1.15
+	github.com/pion/transport/v5 v5.0.0
+	golang.org/x/crypto v0.58.0
 )
+
+require golang.org/x/sys v0.49.0 // indirect

@@ -56,8 +56,8 @@ type Config struct {
 
 	// RootCAs verify the server's chain on a client; ClientCAs verify the
 	// client's chain on a server.
-	RootCAs   *x509.CertPool
-	ClientCAs *x509.CertPool
+	RootCAs    *x509.CertPool
+	ClientCAs  *x509.CertPool
 	ClientAuth ClientAuthType
 	// ServerName is checked against the server certificate and sent as SNI.
 	ServerName string

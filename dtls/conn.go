@@ -62,7 +62,7 @@ type Conn struct {
 	lastSend       time.Time
 	peerRetransmit bool
 	peerCCS        bool
-	early          [][]byte // epoch-1 records that came before their keys
+	early          [][]byte    // epoch-1 records that came before their keys
 	first          *firstHello // server: the ClientHello whose cookie was checked
 	transcript     []byte
 	appData        [][]byte
@@ -103,7 +103,6 @@ func (c *Conn) deliver(d []byte) {
 	default:
 	}
 }
-
 
 func (c *Conn) writeDatagram(b []byte) error {
 	if _, err := c.pconn.WriteTo(b, c.raddr); err != nil {

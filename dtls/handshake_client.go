@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	groupP256             uint16 = 23
+	groupP256              uint16 = 23
 	sigECDSAWithP256SHA256 uint16 = 0x0403
 	// maxHelloVerifyRequests bounds how often a server may send us back for a
 	// new cookie in one handshake.
