@@ -27,7 +27,10 @@ type ConnectionState struct {
 	// Resumed reports an abbreviated handshake.
 	Resumed bool
 
-	// Handshake cost as seen by this side, including any cookie exchange.
+	// Handshake cost as seen by this side. A client counts its cookie
+	// exchange; a server's counts start at the ClientHello that carried a
+	// valid cookie, since the stateless exchange before it belongs to no
+	// connection.
 	HandshakeDatagramsSent     int
 	HandshakeDatagramsReceived int
 	HandshakeBytesSent         int

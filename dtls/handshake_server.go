@@ -71,6 +71,7 @@ func screenClientHello(d []byte, addr string, jar *cookieJar) (*clientHelloMsg, 
 type firstHello struct {
 	hello *clientHelloMsg
 	msg   handshakeMsg
+	size  int // bytes of the datagram that carried it
 }
 
 func (c *Conn) serverHandshake(ctx context.Context) error {
@@ -112,7 +113,7 @@ func (c *Conn) awaitCookie(ctx context.Context) error {
 			c.stats.bytesReceived.Add(int64(len(d)))
 			hello, msg, hvr := screenClientHello(d, c.raddr.String(), jar)
 			if hello != nil {
-				c.first = &firstHello{hello: hello, msg: msg}
+				c.first = &firstHello{hello: hello, msg: msg, size: len(d)}
 				return nil
 			}
 			if hvr != nil {

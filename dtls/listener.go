@@ -133,7 +133,7 @@ func (l *Listener) readLoop() {
 			// valid cookie proves it is reachable at this address.
 			conn.setReadErrAsync()
 		}
-		l.startHandshake(addr, key, &firstHello{hello: hello, msg: msg})
+		l.startHandshake(addr, key, &firstHello{hello: hello, msg: msg, size: len(d)})
 	}
 }
 
@@ -147,10 +147,10 @@ func isInitialClientHello(d []byte) bool {
 func (l *Listener) startHandshake(addr net.Addr, key string, first *firstHello) {
 	c := newConn(l.pconn, addr, l.cfg, false)
 	c.first = first
-	// The stateless exchange that got us here: a ClientHello in, and the
-	// one carrying the cookie.
-	c.state.HandshakeDatagramsReceived = 1
+	// The server's counts start at the ClientHello that carried a valid
+	// cookie; the stateless exchange before it belongs to no connection.
 	c.stats.datagramsReceived.Add(1)
+	c.stats.bytesReceived.Add(int64(first.size))
 	c.onClose = func() {
 		l.mu.Lock()
 		if l.conns[key] == c {

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+)
+
+func cmdListen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sec securityFlags
+	sec.register(fs, false)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := sec.config(false)
+	if err != nil {
+		return err
+	}
+	if cfg.PSK == nil && len(cfg.Certificates) == 0 {
+		key := []byte("secretPSK-dtlsresume")
+		cfg.PSK = func(id []byte) ([]byte, error) {
+			if string(id) != demoPSKIdentity {
+				return nil, errors.New("unknown PSK identity")
+			}
+			return key, nil
+		}
+		cert, err := selfsign.GenerateSelfSignedWithDNS("localhost", "localhost")
+		if err != nil {
+			return err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+		fmt.Fprintf(stdout, "demo credentials: --psk %s:%s (and a fresh self-signed ECDSA certificate)\n", demoPSKIdentity, demoPSKHex)
+	}
+	cfg.Logger = logger
+	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
+	if err != nil {
+		return usagef("--addr %q: %v", sec.addr, err)
+	}
+	l, err := dtls.Listen("udp", laddr, cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	fmt.Fprintf(stdout, "listening on udp %s (DTLS 1.2 echo)\n", l.Addr())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.AcceptWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		dc := c.(*dtls.Conn)
+		st := dc.ConnectionState()
+		logger.Info("handshake complete", "peer", c.RemoteAddr().String(), "suite", st.CipherSuite.String(),
+			"resumed", st.Resumed, "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
+		go serveEcho(dc, logger)
+	}
+}
+
+// serveEcho answers every datagram with the same bytes until the peer
+// closes.
+func serveEcho(c *dtls.Conn, logger *slog.Logger) {
+	defer c.Close()
+	buf := make([]byte, 64*1024)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			logger.Debug("connection ended", "peer", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			logger.Warn("echo write", "peer", c.RemoteAddr().String(), "err", err)
+			return
+		}
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,66 @@
+// Command dtlsresume is the project's command line: a DTLS echo server and
+// client, and a demo of the handshakes this stack does.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: dtlsresume <command> [flags]
+
+commands:
+  listen   DTLS echo server
+  dial     DTLS client: sends a message (or stdin) and prints the echoed reply
+  demo     runs a server and a client in one process and prints a table of handshakes
+
+Run "dtlsresume <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes a command and returns the process exit code: 0 on success,
+// 2 for bad usage, 1 for a failure while running.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "listen":
+		err = cmdListen(args[1:], stdout, stderr)
+	case "dial":
+		err = cmdDial(args[1:], stdin, stdout, stderr)
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "dtlsresume: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "dtlsresume %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "dtlsresume %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// usageError is a bad flag, file or argument.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+)
+
+// Demo credentials used when no PSK or certificate is given: printed at
+// start so that other tools can connect.
+const (
+	demoPSKIdentity = "dtlsresume"
+	demoPSKHex      = "73656372657450534b2d64746c73726573756d65" // "secretPSK-dtlsresume"
+	defaultAddr     = "127.0.0.1:5684"
+)
+
+// securityFlags are the flags listen and dial share.
+type securityFlags struct {
+	addr, psk, cert, key, ca, suites, serverName string
+	insecure                                     bool
+	mtu                                          int
+	retransmit, timeout                          time.Duration
+}
+
+func (s *securityFlags) register(fs *flag.FlagSet, client bool) {
+	fs.StringVar(&s.addr, "addr", defaultAddr, "UDP address HOST:PORT to "+map[bool]string{true: "dial", false: "listen on"}[client])
+	fs.StringVar(&s.psk, "psk", "", "pre-shared key as IDENTITY:HEXKEY")
+	fs.StringVar(&s.suites, "suites", "", "comma-separated cipher suites (OpenSSL or IANA names); default all that the credentials allow")
+	fs.IntVar(&s.mtu, "mtu", 0, "largest UDP payload to send (default 1232)")
+	fs.DurationVar(&s.retransmit, "retransmit", 0, "initial retransmission timer (default 1s; RFC 7925 suggests 9s)")
+	if client {
+		fs.StringVar(&s.ca, "ca", "", "PEM file of CA certificates that verify the server")
+		fs.BoolVar(&s.insecure, "insecure", false, "accept any server certificate (testing only)")
+		fs.StringVar(&s.serverName, "server-name", "", "name the server certificate must carry (default: the dialled host)")
+		fs.DurationVar(&s.timeout, "timeout", 10*time.Second, "handshake and reply timeout")
+	}
+	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256)")
+	fs.StringVar(&s.key, "key", "", "PEM private key for --cert")
+}
+
+// parsePSK reads IDENTITY:HEXKEY.
+func parsePSK(v string) (identity string, key []byte, err error) {
+	id, hexKey, ok := strings.Cut(v, ":")
+	if !ok || id == "" || hexKey == "" {
+		return "", nil, usagef("--psk %q: want IDENTITY:HEXKEY", v)
+	}
+	key, err = hex.DecodeString(hexKey)
+	if err != nil || len(key) == 0 {
+		return "", nil, usagef("--psk: key is not hex: %q", hexKey)
+	}
+	return id, key, nil
+}
+
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	if certFile == "" || keyFile == "" {
+		return tls.Certificate{}, usagef("--cert and --key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, usagef("loading --cert %s / --key %s: %v", certFile, keyFile, err)
+	}
+	k, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok || k.Curve != elliptic.P256() {
+		return tls.Certificate{}, usagef("--key %s: want an ECDSA P-256 key", keyFile)
+	}
+	return cert, nil
+}
+
+// config builds a dtls.Config from the flags.
+func (s *securityFlags) config(client bool) (*dtls.Config, error) {
+	cfg := &dtls.Config{MTU: s.mtu, RetransmitInterval: s.retransmit}
+	if s.mtu != 0 && s.mtu < 256 {
+		return nil, usagef("--mtu %d: at least 256", s.mtu)
+	}
+	if s.suites != "" {
+		ids, err := dtls.ParseCipherSuites(s.suites)
+		if err != nil {
+			return nil, usagef("--suites: %v", err)
+		}
+		cfg.CipherSuites = ids
+	}
+	if s.psk != "" {
+		id, key, err := parsePSK(s.psk)
+		if err != nil {
+			return nil, err
+		}
+		if client {
+			cfg.PSKIdentityHint = []byte(id)
+			cfg.PSK = func([]byte) ([]byte, error) { return key, nil }
+		} else {
+			cfg.PSK = func(got []byte) ([]byte, error) {
+				if string(got) != id {
+					return nil, fmt.Errorf("unknown PSK identity")
+				}
+				return key, nil
+			}
+		}
+	}
+	if s.cert != "" || s.key != "" {
+		cert, err := loadKeyPair(s.cert, s.key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if client {
+		if s.ca != "" {
+			pem, err := os.ReadFile(s.ca)
+			if err != nil {
+				return nil, usagef("--ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usagef("--ca %s: no PEM certificate in it", s.ca)
+			}
+			cfg.RootCAs = pool
+		}
+		cfg.InsecureSkipVerify = s.insecure
+		cfg.ServerName = s.serverName
+		cfg.HandshakeTimeout = s.timeout
+		if cfg.PSK == nil && cfg.RootCAs == nil && !cfg.InsecureSkipVerify {
+			return nil, usagef("give --psk, or --ca (or --insecure) for certificate suites")
+		}
+	}
+	return cfg, nil
+}
