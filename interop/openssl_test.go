@@ -1,0 +1,156 @@
+package interop
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/peers"
+)
+
+// opensslName is the OpenSSL cipher string of a suite; OpenSSL 3 puts the
+// CCM-8 suites below its default security level, hence @SECLEVEL=0.
+func opensslName(id dtls.CipherSuiteID) string {
+	names := map[dtls.CipherSuiteID]string{
+		dtls.TLS_PSK_WITH_AES_128_CCM_8:              "PSK-AES128-CCM8",
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8:      "ECDHE-ECDSA-AES128-CCM8",
+		dtls.TLS_PSK_WITH_AES_128_GCM_SHA256:         "PSK-AES128-GCM-SHA256",
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "ECDHE-ECDSA-AES128-GCM-SHA256",
+	}
+	return names[id]
+}
+
+func ourServerConfig(p *pki, sc suiteCase) *dtls.Config {
+	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}}
+	if sc.psk {
+		cfg.PSK = func(id []byte) ([]byte, error) {
+			if string(id) != pskIdentity {
+				return nil, fmt.Errorf("unknown identity")
+			}
+			return psk, nil
+		}
+	} else {
+		cfg.Certificates = []tls.Certificate{p.cert}
+	}
+	return cfg
+}
+
+// TestOpenSSLClientOurServer: openssl s_client -dtls1_2 against our
+// Listener, every suite; the echoed line must come back to s_client.
+func TestOpenSSLClientOurServer(t *testing.T) {
+	openssl := peers.Require(t, "openssl")
+	p := newPKI(t)
+	for _, sc := range suiteCases {
+		t.Run(sc.ours.String(), func(t *testing.T) {
+			l, err := dtls.Listen("udp", loopback(), ourServerConfig(p, sc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			accepted := make(chan dtls.ConnectionState, 1)
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c.(*dtls.Conn).ConnectionState()
+				echo(c)
+			}()
+			args := []string{"s_client", "-dtls1_2", "-connect", l.Addr().String(), "-cipher", opensslName(sc.ours) + "@SECLEVEL=0"}
+			if sc.psk {
+				args = append(args, "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
+			} else {
+				args = append(args, "-CAfile", p.caFile, "-verify_return_error")
+			}
+			cl := peers.Start(t, openssl, args...)
+			if err := cl.WaitFor("New, TLSv1.2, Cipher is "+opensslName(sc.ours), 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.WriteStdin("ping from openssl\n"); err != nil {
+				t.Fatal(err)
+			}
+			// s_client does not print its own input, so the line showing up
+			// in its output is our server's echo.
+			if err := cl.WaitFor("ping from openssl", 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case st := <-accepted:
+				if st.CipherSuite != sc.ours || !st.ExtendedMasterSecret {
+					t.Fatalf("our state %+v", st)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no connection accepted")
+			}
+			if !sc.psk {
+				if err := cl.WaitFor("Verify return code: 0 (ok)", time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestOurClientOpenSSLServer: our client against openssl s_server
+// -dtls1_2, every suite; data goes both ways.
+func TestOurClientOpenSSLServer(t *testing.T) {
+	openssl := peers.Require(t, "openssl")
+	p := newPKI(t)
+	for _, sc := range suiteCases {
+		t.Run(sc.ours.String(), func(t *testing.T) {
+			port := peers.FreeUDPPort(t)
+			args := []string{"s_server", "-dtls1_2", "-accept", "127.0.0.1:" + strconv.Itoa(port), "-cipher", opensslName(sc.ours) + "@SECLEVEL=0", "-naccept", "1"}
+			if sc.psk {
+				args = append(args, "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
+			} else {
+				args = append(args, "-cert", p.certFile, "-key", p.keyFile)
+			}
+			srv := peers.Start(t, openssl, args...)
+			peers.WaitUDPListening(t, port, 10*time.Second)
+			cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+			if sc.psk {
+				cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+				cfg.PSKIdentityHint = []byte(pskIdentity)
+			} else {
+				cfg.RootCAs = p.pool
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := dtls.DialContext(ctx, "udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, cfg)
+			if err != nil {
+				t.Fatalf("handshake with openssl s_server: %v", err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("ping from dtlsresume\n")); err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.WaitFor("ping from dtlsresume", 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.WaitFor("CIPHER is "+opensslName(sc.ours), time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.WriteStdin("pong from openssl\n"); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 2048)
+			n, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("reading s_server's reply: %v", err)
+			}
+			if got := string(buf[:n]); got != "pong from openssl\n" {
+				t.Fatalf("reply %q", got)
+			}
+			if st := c.ConnectionState(); st.CipherSuite != sc.ours {
+				t.Fatalf("suite %v", st.CipherSuite)
+			}
+		})
+	}
+}
