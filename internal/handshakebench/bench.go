@@ -1,0 +1,242 @@
+package handshakebench
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	piondtls "github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+)
+
+// Kind is a handshake to measure.
+type Kind struct {
+	Name string
+	Ours dtls.CipherSuiteID
+	Pion piondtls.CipherSuiteID
+	PSK  bool
+}
+
+// Kinds are the handshakes both stacks can do.
+var Kinds = []Kind{
+	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true},
+	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false},
+}
+
+// Stack names an implementation.
+type Stack string
+
+const (
+	Ours Stack = "dtlsresume"
+	Pion Stack = "pion/dtls v3"
+)
+
+// Result is the average cost of one handshake.
+type Result struct {
+	Kind              string        `json:"kind"`
+	Stack             Stack         `json:"stack"`
+	Handshakes        int           `json:"handshakes"`
+	Time              time.Duration `json:"-"`
+	TimeMS            float64       `json:"time_ms"`
+	DatagramsSent     float64       `json:"datagrams_sent"`
+	DatagramsReceived float64       `json:"datagrams_received"`
+	BytesSent         float64       `json:"bytes_sent"`
+	BytesReceived     float64       `json:"bytes_received"`
+}
+
+var psk = []byte("benchmark-psk-0123456789abcdef")
+
+// counter wraps a client's socket to count what crosses it.
+type counter struct {
+	net.PacketConn
+	dgOut, dgIn, bOut, bIn atomic.Int64
+}
+
+func (c *counter) WriteTo(p []byte, a net.Addr) (int, error) {
+	c.dgOut.Add(1)
+	c.bOut.Add(int64(len(p)))
+	return c.PacketConn.WriteTo(p, a)
+}
+
+func (c *counter) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, a, err := c.PacketConn.ReadFrom(p)
+	if err == nil {
+		c.dgIn.Add(1)
+		c.bIn.Add(int64(n))
+	}
+	return n, a, err
+}
+
+// Bench holds the servers of both stacks for one kind.
+type Bench struct {
+	kind     Kind
+	pool     *x509.CertPool
+	ours     *dtls.Listener
+	pion     net.Listener
+	oursAddr *net.UDPAddr
+	pionAddr *net.UDPAddr
+}
+
+// New starts a server of each stack on loopback for kind.
+func New(kind Kind) (*Bench, error) {
+	cert, err := selfsign.GenerateSelfSignedWithDNS("localhost", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	b := &Bench{kind: kind, pool: x509.NewCertPool()}
+	b.pool.AddCert(leaf)
+	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+
+	ocfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{kind.Ours}}
+	pcfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+	if kind.PSK {
+		ocfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+		pcfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+	} else {
+		ocfg.Certificates = []tls.Certificate{cert}
+		pcfg.Certificates = []tls.Certificate{cert}
+	}
+	if b.ours, err = dtls.Listen("udp", lo, ocfg); err != nil {
+		return nil, err
+	}
+	go serve(b.ours, func(c net.Conn) error { return nil })
+	if b.pion, err = piondtls.Listen("udp", lo, pcfg); err != nil {
+		b.ours.Close()
+		return nil, err
+	}
+	go serve(b.pion, func(c net.Conn) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return c.(*piondtls.Conn).HandshakeContext(ctx)
+	})
+	b.oursAddr = b.ours.Addr().(*net.UDPAddr)
+	b.pionAddr = b.pion.Addr().(*net.UDPAddr)
+	return b, nil
+}
+
+// serve accepts connections, completes their handshake and waits for the
+// client to close.
+func serve(l net.Listener, handshake func(net.Conn) error) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			if handshake(c) != nil {
+				return
+			}
+			buf := make([]byte, 1500)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// Close stops both servers.
+func (b *Bench) Close() {
+	b.ours.Close()
+	b.pion.Close()
+}
+
+// One runs a single client handshake with stack and returns what it cost.
+func (b *Bench) One(stack Stack) (Result, error) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return Result{}, err
+	}
+	cnt := &counter{PacketConn: pc}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	switch stack {
+	case Ours:
+		cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{b.kind.Ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+		if b.kind.PSK {
+			cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+			cfg.PSKIdentityHint = []byte("bench")
+		} else {
+			cfg.RootCAs, cfg.ServerName = b.pool, "localhost"
+		}
+		c, err := dtls.Client(cnt, b.oursAddr, cfg)
+		if err != nil {
+			return Result{}, err
+		}
+		defer c.Close()
+		if err := c.HandshakeContext(ctx); err != nil {
+			return Result{}, fmt.Errorf("%s %s: %w", stack, b.kind.Name, err)
+		}
+	case Pion:
+		cfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{b.kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+		if b.kind.PSK {
+			cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+			cfg.PSKIdentityHint = []byte("bench")
+		} else {
+			cfg.RootCAs, cfg.ServerName = b.pool, "localhost"
+		}
+		c, err := piondtls.Client(cnt, b.pionAddr, cfg)
+		if err != nil {
+			return Result{}, err
+		}
+		defer c.Close()
+		if err := c.HandshakeContext(ctx); err != nil {
+			return Result{}, fmt.Errorf("%s %s: %w", stack, b.kind.Name, err)
+		}
+	default:
+		return Result{}, errors.New("unknown stack " + string(stack))
+	}
+	r := Result{
+		Kind: b.kind.Name, Stack: stack, Handshakes: 1, Time: time.Since(start),
+		DatagramsSent: float64(cnt.dgOut.Load()), DatagramsReceived: float64(cnt.dgIn.Load()),
+		BytesSent: float64(cnt.bOut.Load()), BytesReceived: float64(cnt.bIn.Load()),
+	}
+	r.TimeMS = float64(r.Time.Microseconds()) / 1000
+	return r, nil
+}
+
+// Run measures n handshakes of each stack, alternating them so that both see
+// the same machine load, and returns the averages (ours first).
+func (b *Bench) Run(n int) ([2]Result, error) {
+	var sum [2]Result
+	for i := 0; i < n; i++ {
+		for j, stack := range []Stack{Ours, Pion} {
+			r, err := b.One(stack)
+			if err != nil {
+				return sum, err
+			}
+			s := &sum[j]
+			s.Kind, s.Stack = r.Kind, r.Stack
+			s.Handshakes++
+			s.Time += r.Time
+			s.DatagramsSent += r.DatagramsSent
+			s.DatagramsReceived += r.DatagramsReceived
+			s.BytesSent += r.BytesSent
+			s.BytesReceived += r.BytesReceived
+		}
+	}
+	for j := range sum {
+		s := &sum[j]
+		k := float64(s.Handshakes)
+		s.Time /= time.Duration(s.Handshakes)
+		s.TimeMS = float64(s.Time.Microseconds()) / 1000
+		s.DatagramsSent /= k
+		s.DatagramsReceived /= k
+		s.BytesSent /= k
+		s.BytesReceived /= k
+	}
+	return sum, nil
+}

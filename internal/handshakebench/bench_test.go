@@ -1,0 +1,57 @@
+package handshakebench
+
+import (
+	"testing"
+)
+
+// BenchmarkHandshake runs full handshakes of each kind with both stacks in
+// the same run; compare the ns/op of the Ours and Pion sub-benchmarks, and
+// the bytes/op and datagrams/op metrics.
+func BenchmarkHandshake(b *testing.B) {
+	for _, kind := range Kinds {
+		bench, err := New(kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, stack := range []Stack{Ours, Pion} {
+			b.Run(kind.Name+"/"+string(stack), func(b *testing.B) {
+				var bytes, datagrams float64
+				for i := 0; i < b.N; i++ {
+					r, err := bench.One(stack)
+					if err != nil {
+						b.Fatal(err)
+					}
+					bytes += r.BytesSent + r.BytesReceived
+					datagrams += r.DatagramsSent + r.DatagramsReceived
+				}
+				b.ReportMetric(bytes/float64(b.N), "wire-bytes/op")
+				b.ReportMetric(datagrams/float64(b.N), "datagrams/op")
+			})
+		}
+		bench.Close()
+	}
+}
+
+// TestRunMeasuresBothStacks checks that a short run completes and that the
+// counts are those of a full handshake with a cookie exchange.
+func TestRunMeasuresBothStacks(t *testing.T) {
+	for _, kind := range Kinds {
+		bench, err := New(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := bench.Run(2)
+		bench.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Handshakes != 2 || r.DatagramsSent < 3 || r.DatagramsReceived < 3 || r.BytesSent < 200 || r.BytesReceived < 200 {
+				t.Errorf("%s %s: implausible result %+v", kind.Name, r.Stack, r)
+			}
+		}
+		if res[0].DatagramsSent != 3 {
+			t.Errorf("%s: our client sent %.1f datagrams per full handshake, want 3 (CH, CH+cookie, flight 5)", kind.Name, res[0].DatagramsSent)
+		}
+	}
+}
