@@ -156,24 +156,53 @@ type outItem struct {
 	body    []byte
 }
 
-// packFlight turns a flight into datagrams of at most mtu bytes, fragmenting
-// handshake messages where they do not fit and putting several records in
-// one datagram where they do. It is called again for every retransmission so
-// that each record gets a fresh sequence number.
+// packFlight turns a flight into datagrams of at most mtu bytes. Handshake
+// messages of one epoch share a record while they fit, records share a
+// datagram, and a message that does not fit is fragmented. It is called again
+// for every retransmission so that each record gets a fresh sequence number.
 func packFlight(rl *recordLayer, items []outItem, mtu int) ([][]byte, error) {
-	var datagrams [][]byte
-	var cur []byte
-	flush := func() {
+	var (
+		datagrams [][]byte
+		cur       []byte // datagram being filled
+		rec       []byte // handshake record content being filled
+		recEpoch  uint16
+	)
+	sealRec := func() error {
+		if len(rec) == 0 {
+			return nil
+		}
+		var err error
+		cur, err = rl.seal(cur, recordHandshake, recEpoch, rec)
+		rec = nil
+		return err
+	}
+	flush := func() error {
+		if err := sealRec(); err != nil {
+			return err
+		}
 		if len(cur) > 0 {
 			datagrams = append(datagrams, cur)
 			cur = nil
 		}
+		return nil
+	}
+	// room is what a handshake fragment may still carry in the datagram.
+	room := func(epoch uint16) int {
+		// The open record's header (or the next record's) is not in cur yet.
+		used := len(cur) + recordHeaderLen + rl.write[epoch].overhead + len(rec)
+		return mtu - used - handshakeHeaderLen
 	}
 	for _, it := range items {
-		overhead := recordHeaderLen + rl.write[it.epoch].overhead
+		if it.ccs || (len(rec) > 0 && it.epoch != recEpoch) {
+			if err := sealRec(); err != nil {
+				return nil, err
+			}
+		}
 		if it.ccs {
-			if len(cur)+overhead+1 > mtu {
-				flush()
+			if len(cur)+recordHeaderLen+rl.write[it.epoch].overhead+1 > mtu {
+				if err := flush(); err != nil {
+					return nil, err
+				}
 			}
 			var err error
 			if cur, err = rl.seal(cur, recordChangeCipherSpec, it.epoch, []byte{1}); err != nil {
@@ -183,24 +212,26 @@ func packFlight(rl *recordLayer, items []outItem, mtu int) ([][]byte, error) {
 		}
 		offset := 0
 		for first := true; first || offset < len(it.body); first = false {
-			room := mtu - len(cur) - overhead - handshakeHeaderLen
-			if room < 64 && len(cur) > 0 {
-				flush()
-				room = mtu - overhead - handshakeHeaderLen
+			r := room(it.epoch)
+			// Start a new datagram rather than send a sliver of a message.
+			if r < min(64, len(it.body)-offset) && (len(cur) > 0 || len(rec) > 0) {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+				r = room(it.epoch)
 			}
-			if room <= 0 {
+			if r <= 0 {
 				return nil, fmt.Errorf("dtls: MTU %d too small for a handshake record", mtu)
 			}
-			n := min(len(it.body)-offset, room)
-			payload := marshalHandshakeHeader(make([]byte, 0, handshakeHeaderLen+n), it.msgType, len(it.body), it.seq, offset, n)
-			payload = append(payload, it.body[offset:offset+n]...)
-			var err error
-			if cur, err = rl.seal(cur, recordHandshake, it.epoch, payload); err != nil {
-				return nil, err
-			}
+			n := min(len(it.body)-offset, r)
+			recEpoch = it.epoch
+			rec = marshalHandshakeHeader(rec, it.msgType, len(it.body), it.seq, offset, n)
+			rec = append(rec, it.body[offset:offset+n]...)
 			offset += n
 		}
 	}
-	flush()
+	if err := flush(); err != nil {
+		return nil, err
+	}
 	return datagrams, nil
 }
