@@ -12,6 +12,7 @@ import (
 
 	"github.com/dtlsresume/dtlsresume/dtls"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
+	"github.com/dtlsresume/dtlsresume/internal/testpki"
 )
 
 // opensslName is the OpenSSL cipher string of a suite; OpenSSL 3 puts the
@@ -26,7 +27,7 @@ func opensslName(id dtls.CipherSuiteID) string {
 	return names[id]
 }
 
-func ourServerConfig(p *pki, sc suiteCase) *dtls.Config {
+func ourServerConfig(p *testpki.PKI, sc suiteCase) *dtls.Config {
 	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}}
 	if sc.psk {
 		cfg.PSK = func(id []byte) ([]byte, error) {
@@ -36,7 +37,7 @@ func ourServerConfig(p *pki, sc suiteCase) *dtls.Config {
 			return psk, nil
 		}
 	} else {
-		cfg.Certificates = []tls.Certificate{p.cert}
+		cfg.Certificates = []tls.Certificate{p.Cert}
 	}
 	return cfg
 }
@@ -45,7 +46,7 @@ func ourServerConfig(p *pki, sc suiteCase) *dtls.Config {
 // Listener, every suite; the echoed line must come back to s_client.
 func TestOpenSSLClientOurServer(t *testing.T) {
 	openssl := peers.Require(t, "openssl")
-	p := newPKI(t)
+	p := testpki.New(t)
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
 			l, err := dtls.Listen("udp", loopback(), ourServerConfig(p, sc))
@@ -66,7 +67,7 @@ func TestOpenSSLClientOurServer(t *testing.T) {
 			if sc.psk {
 				args = append(args, "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
 			} else {
-				args = append(args, "-CAfile", p.caFile, "-verify_return_error")
+				args = append(args, "-CAfile", p.CAFile, "-verify_return_error")
 			}
 			cl := peers.Start(t, openssl, args...)
 			if err := cl.WaitFor("New, TLSv1.2, Cipher is "+opensslName(sc.ours), 10*time.Second); err != nil {
@@ -101,7 +102,7 @@ func TestOpenSSLClientOurServer(t *testing.T) {
 // -dtls1_2, every suite; data goes both ways.
 func TestOurClientOpenSSLServer(t *testing.T) {
 	openssl := peers.Require(t, "openssl")
-	p := newPKI(t)
+	p := testpki.New(t)
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
 			port := peers.FreeUDPPort(t)
@@ -109,7 +110,7 @@ func TestOurClientOpenSSLServer(t *testing.T) {
 			if sc.psk {
 				args = append(args, "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
 			} else {
-				args = append(args, "-cert", p.certFile, "-key", p.keyFile)
+				args = append(args, "-cert", p.CertFile, "-key", p.KeyFile)
 			}
 			srv := peers.Start(t, openssl, args...)
 			peers.WaitUDPListening(t, port, 10*time.Second)
@@ -118,7 +119,7 @@ func TestOurClientOpenSSLServer(t *testing.T) {
 				cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
 				cfg.PSKIdentityHint = []byte(pskIdentity)
 			} else {
-				cfg.RootCAs = p.pool
+				cfg.RootCAs = p.Pool
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

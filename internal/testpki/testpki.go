@@ -1,4 +1,7 @@
-package interop
+// Package testpki makes a throwaway ECDSA P-256 CA and a leaf it signed for
+// 127.0.0.1 and localhost, as PEM files and Go values, for tests that drive
+// real peers with certificates.
+package testpki
 
 import (
 	"crypto/ecdsa"
@@ -16,15 +19,15 @@ import (
 	"time"
 )
 
-// pki is a test CA and a server leaf it signed, for 127.0.0.1 and
-// localhost, as PEM files and as Go values.
-type pki struct {
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-	cert                      tls.Certificate
+// PKI is a CA and one leaf valid for server and client authentication.
+type PKI struct {
+	CAFile, CertFile, KeyFile string
+	Pool                      *x509.CertPool
+	Cert                      tls.Certificate
 }
 
-func newPKI(t testing.TB) *pki {
+// New writes the CA, the leaf and its key into a temporary directory of t.
+func New(t testing.TB) *PKI {
 	t.Helper()
 	dir := t.TempDir()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -41,7 +44,10 @@ func newPKI(t testing.TB) *pki {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -61,17 +67,17 @@ func newPKI(t testing.TB) *pki {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pki{
-		caFile:   filepath.Join(dir, "ca.pem"),
-		certFile: filepath.Join(dir, "server.pem"),
-		keyFile:  filepath.Join(dir, "server.key"),
-		pool:     x509.NewCertPool(),
-		cert:     tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+	p := &PKI{
+		CAFile:   filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, "server.pem"),
+		KeyFile:  filepath.Join(dir, "server.key"),
+		Pool:     x509.NewCertPool(),
+		Cert:     tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
 	}
-	p.pool.AddCert(caCert)
-	writePEM(t, p.caFile, "CERTIFICATE", caDER)
-	writePEM(t, p.certFile, "CERTIFICATE", der)
-	writePEM(t, p.keyFile, "EC PRIVATE KEY", keyDER)
+	p.Pool.AddCert(caCert)
+	writePEM(t, p.CAFile, "CERTIFICATE", caDER)
+	writePEM(t, p.CertFile, "CERTIFICATE", der)
+	writePEM(t, p.KeyFile, "EC PRIVATE KEY", keyDER)
 	return p
 }
 

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/internal/peers"
+	"github.com/dtlsresume/dtlsresume/internal/testpki"
+)
+
+var binary string
+
+// TestMain builds the command once so that tests can run it as a process,
+// the way users and scripts do.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dtlsresume-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "dtlsresume")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, strings.NewReader(""), &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestBadUsageGivesOneLineAndExit2(t *testing.T) {
+	cases := [][]string{
+		{"frobnicate"},
+		{"dial", "--psk", "nocolon"},
+		{"dial", "--psk", "id:zz"},
+		{"dial", "--addr", "127.0.0.1:1", "--message", "x"}, // no credentials
+		{"dial", "--psk", "id:00", "--suites", "RC4-MD5"},
+		{"dial", "--psk", "id:00", "--ca", "/nonexistent/ca.pem"},
+		{"listen", "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"},
+		{"listen", "--cert", "only-cert.pem"},
+		{"listen", "--mtu", "100"},
+		{"listen", "--log-level", "loud"},
+		{"bench", "-n", "0"},
+		{"demo", "extra"},
+	}
+	for _, args := range cases {
+		code, _, stderr := runCmd(args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr)
+		}
+		if lines := strings.Count(strings.TrimSpace(stderr), "\n"); args[0] != "frobnicate" && lines != 0 {
+			t.Errorf("%v: want one line on stderr, got %q", args, stderr)
+		}
+		if !strings.HasPrefix(stderr, "dtlsresume") {
+			t.Errorf("%v: stderr %q does not name the command", args, stderr)
+		}
+	}
+}
+
+func TestDialFailsClearlyWhenNobodyAnswers(t *testing.T) {
+	port := peers.FreeUDPPort(t)
+	start := time.Now()
+	code, _, stderr := runCmd("dial", "--addr", "127.0.0.1:"+strconv.Itoa(port), "--psk", "id:0102", "--message", "x", "--timeout", "1s")
+	if code != 1 || !strings.Contains(stderr, "handshake timed out") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %v with a 1s timeout", d)
+	}
+}
+
+// startListen runs `dtlsresume listen` as a process and returns its address.
+func startListen(t *testing.T, args ...string) (*peers.Process, string) {
+	t.Helper()
+	p := peers.Start(t, binary, append([]string{"listen", "--addr", "127.0.0.1:0"}, args...)...)
+	m, err := p.WaitForRegexp(regexp.MustCompile(`listening on udp (\S+)`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, m[1]
+}
+
+// TestOpenSSLClientAgainstListen is the issue's acceptance check: openssl
+// s_client -dtls1_2 with a PSK completes a handshake and an echo against
+// `dtlsresume listen`.
+func TestOpenSSLClientAgainstListen(t *testing.T) {
+	openssl := peers.Require(t, "openssl")
+	key := "00112233445566778899aabbccddeeff"
+	srv, addr := startListen(t, "--psk", "device7:"+key)
+	cl := peers.Start(t, openssl, "s_client", "-dtls1_2", "-connect", addr, "-psk", key, "-psk_identity", "device7",
+		"-cipher", "PSK-AES128-CCM8@SECLEVEL=0")
+	if err := cl.WaitFor("New, TLSv1.2, Cipher is PSK-AES128-CCM8", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WriteStdin("echo me please\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.WaitFor("echo me please", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.WaitFor("suite=TLS_PSK_WITH_AES_128_CCM_8", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDialAgainstOpenSSLServer is the other acceptance check: `dtlsresume
+// dial` completes ECDHE-ECDSA-CCM8 against openssl s_server -dtls1_2 and
+// verifies its certificate.
+func TestDialAgainstOpenSSLServer(t *testing.T) {
+	openssl := peers.Require(t, "openssl")
+	p := testpki.New(t)
+	ca, certFile, keyFile := p.CAFile, p.CertFile, p.KeyFile
+	port := peers.FreeUDPPort(t)
+	srv := peers.Start(t, openssl, "s_server", "-dtls1_2", "-accept", "127.0.0.1:"+strconv.Itoa(port),
+		"-cert", certFile, "-key", keyFile, "-cipher", "ECDHE-ECDSA-AES128-CCM8@SECLEVEL=0", "-naccept", "1")
+	peers.WaitUDPListening(t, port, 10*time.Second)
+	// s_server answers with what arrives on its stdin: send the reply once
+	// our message shows up.
+	go func() {
+		if srv.WaitFor("hello from dial", 10*time.Second) == nil {
+			_ = srv.WriteStdin("reply from openssl\n")
+		}
+	}()
+	cmd := exec.Command(binary, "dial", "--addr", "127.0.0.1:"+strconv.Itoa(port), "--ca", ca,
+		"--suites", "ECDHE-ECDSA-AES128-CCM8", "--message", "hello from dial", "--json")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("dial: %v\n%s", err, out)
+	}
+	var res dialResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("json %q: %v", out, err)
+	}
+	if res.Suite != "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8" || res.Reply != "reply from openssl\n" || res.Resumed || res.DatagramsSent != 3 {
+		t.Fatalf("result %+v", res)
+	}
+	if err := srv.WaitFor("CIPHER is ECDHE-ECDSA-AES128-CCM8", time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestListenAndDialTogether runs both commands as processes with the
+// embedded demo credentials.
+func TestListenAndDialTogether(t *testing.T) {
+	_, addr := startListen(t)
+	out, err := exec.Command(binary, "dial", "--addr", addr, "--psk", "dtlsresume:"+hex.EncodeToString([]byte("secretPSK-dtlsresume")), "--message", "round trip", "-v").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dial: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "round trip\n") || !strings.Contains(string(out), "suite=TLS_PSK_WITH_AES_128_CCM_8 resumed=false datagrams=3/3") {
+		t.Fatalf("output %q", out)
+	}
+}
