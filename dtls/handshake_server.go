@@ -55,7 +55,9 @@ func screenClientHello(d []byte, addr string, jar *cookieJar) (*clientHelloMsg, 
 		return nil, handshakeMsg{}, nil
 	}
 	if jar.valid(addr, hello) {
-		return hello, handshakeMsg{typ: f.msgType, seq: f.seq, body: f.data, recordSeq: recs[0].seq}, nil
+		// The body outlives d, which the listener reuses for its next read.
+		body := append([]byte(nil), f.data...)
+		return hello, handshakeMsg{typ: f.msgType, seq: f.seq, body: body, recordSeq: recs[0].seq}, nil
 	}
 	hvr := &helloVerifyRequestMsg{vers: versionDTLS10, cookie: jar.make(addr, hello)}
 	body, _ := hvr.marshal()

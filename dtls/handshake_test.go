@@ -136,3 +136,47 @@ func TestHandshakeOwnPeers(t *testing.T) {
 }
 
 var errUnknownIdentity = net.UnknownNetworkError("unknown identity")
+
+// TestConcurrentHandshakesOnOneListener runs many clients at once against
+// one listener, PSK and ECDHE mixed, and checks each gets its own echo.
+func TestConcurrentHandshakesOnOneListener(t *testing.T) {
+	tc := newTestCert(t)
+	scfg := pskServerConfig()
+	scfg.Certificates = []tls.Certificate{tc.cert}
+	l := startEchoServer(t, scfg)
+	const clients = 24
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func(i int) {
+			ccfg := pskClientConfig()
+			if i%2 == 1 {
+				ccfg = &Config{RootCAs: tc.pool, ServerName: "localhost", RetransmitInterval: 200 * time.Millisecond}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			c, err := DialContext(ctx, "udp", l.Addr().(*net.UDPAddr), ccfg)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			msg := []byte("client " + string(rune('A'+i)))
+			if _, err := c.Write(msg); err != nil {
+				errs <- err
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 100)
+			n, err := c.Read(buf)
+			if err == nil && !bytes.Equal(buf[:n], msg) {
+				err = net.UnknownNetworkError("wrong echo " + string(buf[:n]))
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < clients; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
