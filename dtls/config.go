@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/dtlsresume/dtlsresume/ticketfmt"
 )
 
 // PSKCallback returns the pre-shared key for a PSK identity (on the server)
@@ -90,12 +92,82 @@ type Config struct {
 	// cookie made with the previous secret is still accepted. Default 5 min.
 	CookieRotation time.Duration
 
+	// SessionStore keeps a server's sessions for session-ID resumption
+	// (RFC 5246); nil disables it. Package store has implementations.
+	SessionStore SessionStore
+	// SessionTicketsDisabled stops a server from issuing RFC 5077 tickets
+	// and a client from asking for them.
+	SessionTicketsDisabled bool
+	// TicketKeys seal and open a server's tickets; nil gives each Listener
+	// (or Server) a ring of its own that rotates daily. Share one ring
+	// between servers that should accept each other's tickets.
+	TicketKeys *ticketfmt.KeyRing
+	// SessionLifetime is how long a session stays resumable after it was
+	// last (re)issued; default 24 h.
+	SessionLifetime time.Duration
+	// MaxSessionAge caps a session's age across ticket renewals; default
+	// 7 days.
+	MaxSessionAge time.Duration
+	// ClientSessionCache keeps a client's sessions; nil means the client
+	// never resumes. Sessions are keyed by ServerName, or by the dialled
+	// address when ServerName is empty.
+	ClientSessionCache ClientSessionCache
+	// ResumptionCookie says when a server may skip the HelloVerifyRequest
+	// for a resumption it will accept (DESIGN.md decision 6).
+	ResumptionCookie CookiePolicy
+	// AmplificationFactor bounds, under the default CookiePolicy, the
+	// server's cookie-less reply flight as a multiple of the ClientHello
+	// datagram; default 3 (as QUIC, RFC 9000 §8.1).
+	AmplificationFactor float64
+
 	// Logger receives debug and warning messages; nil discards them. No
 	// secret is ever logged.
 	Logger *slog.Logger
 
 	// Time returns the current time; nil means time.Now.
 	Time func() time.Time
+}
+
+// CookiePolicy says when a server requires a cookie exchange.
+type CookiePolicy int
+
+const (
+	// CookieUnlessBounded skips the cookie exchange for a resumption the
+	// server will accept when its reply flight is at most
+	// AmplificationFactor times the ClientHello datagram (default).
+	CookieUnlessBounded CookiePolicy = iota
+	// CookieAlways exchanges a cookie before every handshake.
+	CookieAlways
+	// CookieNeverOnResumption skips it for every resumption the server will
+	// accept, whatever the reply's size.
+	CookieNeverOnResumption
+)
+
+const (
+	defaultSessionLifetime     = 24 * time.Hour
+	defaultMaxSessionAge       = 7 * 24 * time.Hour
+	defaultAmplificationFactor = 3
+)
+
+func (c *Config) sessionLifetime() time.Duration {
+	if c.SessionLifetime <= 0 {
+		return defaultSessionLifetime
+	}
+	return c.SessionLifetime
+}
+
+func (c *Config) maxSessionAge() time.Duration {
+	if c.MaxSessionAge <= 0 {
+		return defaultMaxSessionAge
+	}
+	return c.MaxSessionAge
+}
+
+func (c *Config) amplificationFactor() float64 {
+	if c.AmplificationFactor <= 0 {
+		return defaultAmplificationFactor
+	}
+	return c.AmplificationFactor
 }
 
 const (

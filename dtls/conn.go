@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/pion/transport/v5/deadline"
 )
 
@@ -26,6 +27,9 @@ type ConnectionState struct {
 
 	// Resumed reports an abbreviated handshake.
 	Resumed bool
+	// Resumption is the mechanism by which this session can be (or was)
+	// resumed: SessionID, SessionTicket, or None.
+	Resumption negotiation.Type
 
 	// Handshake cost as seen by this side. A client counts its cookie
 	// exchange; a server's counts start at the ClientHello that carried a

@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/dtlsresume/dtlsresume/negotiation"
 	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 )
@@ -26,6 +28,7 @@ const (
 
 // clientHandshakeState is what the client learns in one handshake.
 type clientHandshakeState struct {
+	session      *ClientSession // the session offered for resumption
 	hello        *clientHelloMsg
 	serverHello  *serverHelloMsg
 	suite        *cipherSuite
@@ -33,7 +36,34 @@ type clientHandshakeState struct {
 	masterSecret []byte
 }
 
-func (c *Conn) buildClientHello() (*clientHelloMsg, error) {
+// resumableSession returns the cached session for this server if it may
+// still be offered with this Config.
+func (c *Conn) resumableSession() *ClientSession {
+	if c.cfg.ClientSessionCache == nil {
+		return nil
+	}
+	s, ok := c.cfg.ClientSessionCache.Get(c.sessionCacheKey())
+	if !ok || s == nil || s.state == nil {
+		return nil
+	}
+	if s.state.Expired(c.cfg.now(), c.cfg.maxSessionAge()) || s.state.Version != versionDTLS12 ||
+		(s.state.ExtendedMasterSecret && c.cfg.ExtendedMasterSecret == DisableExtendedMasterSecret) ||
+		(!s.state.ExtendedMasterSecret && c.cfg.ExtendedMasterSecret == RequireExtendedMasterSecret) {
+		c.cfg.ClientSessionCache.Put(c.sessionCacheKey(), nil)
+		return nil
+	}
+	if len(s.ticket) > 0 && c.cfg.SessionTicketsDisabled && len(s.sessionID) == 0 {
+		return nil
+	}
+	for _, suite := range c.cfg.suites(true) {
+		if uint16(suite.id) == s.state.CipherSuite {
+			return s
+		}
+	}
+	return nil
+}
+
+func (c *Conn) buildClientHello(session *ClientSession) (*clientHelloMsg, error) {
 	random, err := newRandom()
 	if err != nil {
 		return nil, localAlert(alertInternalError, err)
@@ -57,12 +87,31 @@ func (c *Conn) buildClientHello() (*clientHelloMsg, error) {
 	if name := c.cfg.ServerName; name != "" && net.ParseIP(name) == nil {
 		hello.extensions = append(hello.extensions, extension{extServerName, marshalServerName(name)})
 	}
+	if c.cfg.ClientSessionCache != nil && !c.cfg.SessionTicketsDisabled {
+		var ticket []byte
+		if session != nil {
+			ticket = session.ticket
+		}
+		hello.extensions = append(hello.extensions, extension{extSessionTicket, ticket})
+	}
+	if session != nil {
+		hello.sessionID = session.sessionID
+		if len(session.ticket) > 0 && !c.cfg.SessionTicketsDisabled {
+			// RFC 5077 §3.4: a fresh session ID next to the ticket shows
+			// whether the server resumed, by coming back.
+			r, err := newRandom()
+			if err != nil {
+				return nil, localAlert(alertInternalError, err)
+			}
+			hello.sessionID = r[:]
+		}
+	}
 	return hello, nil
 }
 
 func (c *Conn) clientHandshake(ctx context.Context) error {
-	hs := &clientHandshakeState{}
-	hello, err := c.buildClientHello()
+	hs := &clientHandshakeState{session: c.resumableSession()}
+	hello, err := c.buildClientHello(hs.session)
 	if err != nil {
 		return err
 	}
@@ -106,10 +155,91 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 	if err := c.processServerHello(hs); err != nil {
 		return err
 	}
+	if hs.resumed() {
+		err := c.clientResume(ctx, hs)
+		if err != nil {
+			// The server accepted the session but it did not work out:
+			// never offer it again (spec §6).
+			c.cfg.ClientSessionCache.Put(c.sessionCacheKey(), nil)
+		}
+		return err
+	}
 	c.state.CipherSuite = hs.suite.id
 	c.state.ExtendedMasterSecret = hs.ems
 	c.state.ServerName = c.cfg.ServerName
 	return c.clientFullHandshake(ctx, hs)
+}
+
+// resumed reports whether the server accepted the offered session: it
+// echoed the session ID we sent (RFC 5246 §7.4.1.3, RFC 5077 §3.4).
+func (hs *clientHandshakeState) resumed() bool {
+	return hs.session != nil && len(hs.hello.sessionID) > 0 && bytes.Equal(hs.serverHello.sessionID, hs.hello.sessionID)
+}
+
+// clientResume finishes an abbreviated handshake: [NewSessionTicket] and
+// the server's Finished, then our ChangeCipherSpec and Finished.
+func (c *Conn) clientResume(ctx context.Context, hs *clientHandshakeState) error {
+	st := hs.session.state
+	if uint16(hs.suite.id) != st.CipherSuite {
+		return localAlert(alertIllegalParameter, errors.New("ServerHello: resumes the session with another cipher suite"))
+	}
+	if hs.ems != st.ExtendedMasterSecret {
+		return localAlert(alertHandshakeFailure, errors.New("ServerHello: extended_master_secret differs from the resumed session"))
+	}
+	ms := st.MasterSecret[:]
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
+		return err
+	}
+	nst, err := c.readNewSessionTicket(ctx, hs)
+	if err != nil {
+		return err
+	}
+	if err := c.readPeerFinished(ctx, ms); err != nil {
+		return err
+	}
+	vd, err := finishedData(ms, c.transcript, true)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	fin, err := c.handshakeItem(&finishedMsg{verifyData: vd}, 1)
+	if err != nil {
+		return err
+	}
+	c.addTranscript(fin.msgType, fin.seq, fin.body)
+	if err := c.sendFlight([]outItem{{ccs: true, epoch: 0}, fin}); err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	c.rl.startWriteEpoch1()
+	c.writeMu.Unlock()
+	c.restorePeer(st)
+	c.state.Resumed = true
+	c.state.Resumption = hs.session.Resumption()
+	if nst != nil && len(nst.ticket) > 0 {
+		renewed := *st
+		renewed.Timestamp = c.cfg.now()
+		renewed.Lifetime = c.cfg.sessionLifetime()
+		c.saveClientSession(nil, nst, &renewed)
+	}
+	return nil
+}
+
+// readNewSessionTicket reads the NewSessionTicket that a server announced
+// with an empty SessionTicket extension in its ServerHello.
+func (c *Conn) readNewSessionTicket(ctx context.Context, hs *clientHandshakeState) (*newSessionTicketMsg, error) {
+	if _, ok := findExtension(hs.serverHello.extensions, extSessionTicket); !ok {
+		return nil, nil
+	}
+	nst := &newSessionTicketMsg{}
+	hm, err := c.expect(ctx, nst, "NewSessionTicket")
+	if err != nil {
+		return nil, err
+	}
+	if hm.epoch != 0 {
+		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket after ChangeCipherSpec"))
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+	return nst, nil
 }
 
 // processServerHello checks the ServerHello against what we offered.
@@ -138,6 +268,10 @@ func (c *Conn) processServerHello(hs *clientHandshakeState) error {
 				return decodeError("ServerHello", "extended_master_secret")
 			}
 			hs.ems = true
+		case extSessionTicket:
+			if len(e.data) != 0 {
+				return decodeError("ServerHello", "session_ticket")
+			}
 		case extRenegotiationInfo:
 			v, err := parseRenegotiationInfo(e.data)
 			if err != nil {
@@ -294,8 +428,25 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 	c.rl.startWriteEpoch1()
 	c.writeMu.Unlock()
 
-	// Flight 6.
-	return c.readPeerFinished(ctx, ms)
+	// Flight 6: [NewSessionTicket], ChangeCipherSpec, Finished.
+	nst, err := c.readNewSessionTicket(ctx, hs)
+	if err != nil {
+		return err
+	}
+	if err := c.readPeerFinished(ctx, ms); err != nil {
+		return err
+	}
+	mech := negotiation.None
+	switch {
+	case nst != nil && len(nst.ticket) > 0:
+		mech = negotiation.SessionTicket
+	case len(hs.serverHello.sessionID) > 0:
+		mech = negotiation.SessionID
+		c.state.SessionID = hs.serverHello.sessionID
+	}
+	c.state.Resumption = mech
+	c.saveClientSession(hs.serverHello.sessionID, nst, c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), mech))
+	return nil
 }
 
 // readPeerFinished reads and checks the peer's Finished, which must come

@@ -12,6 +12,7 @@ import (
 	"fmt"
 
 	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
+	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 )
 
@@ -21,6 +22,7 @@ type serverHandshakeState struct {
 	random       [32]byte
 	suite        *cipherSuite
 	ems          bool
+	offeredEMS   bool
 	renegInfo    bool
 	pointFormats bool
 	cert         *certificateChoice
@@ -34,39 +36,41 @@ type certificateChoice struct {
 
 // screenClientHello is the stateless first look at a datagram from an
 // address without a connection (RFC 6347 §4.2.1). It returns the ClientHello
-// when its cookie is valid; otherwise the HelloVerifyRequest datagram to send
-// back (nil when the datagram is not a ClientHello at all, which is dropped).
-// Nothing is allocated per peer here.
-func screenClientHello(d []byte, addr string, jar *cookieJar) (*clientHelloMsg, handshakeMsg, []byte) {
+// it carries, whether its cookie is valid, and the record it came in; nil
+// when the datagram is not a whole ClientHello, which is dropped. Nothing is
+// allocated per peer here.
+func screenClientHello(d []byte, addr string, jar *cookieJar) (*clientHelloMsg, handshakeMsg, bool) {
 	recs, _ := parseRecords(d)
 	if len(recs) == 0 || recs[0].contentType != recordHandshake || recs[0].epoch != 0 {
-		return nil, handshakeMsg{}, nil
+		return nil, handshakeMsg{}, false
 	}
 	frags, _ := parseHandshakeFragments(recs[0].fragment)
 	if len(frags) == 0 {
-		return nil, handshakeMsg{}, nil
+		return nil, handshakeMsg{}, false
 	}
 	f := frags[0]
 	if f.msgType != typeClientHello || f.offset != 0 || len(f.data) != int(f.length) {
-		return nil, handshakeMsg{}, nil
+		return nil, handshakeMsg{}, false
 	}
 	hello := &clientHelloMsg{}
 	if err := hello.unmarshal(f.data); err != nil {
-		return nil, handshakeMsg{}, nil
+		return nil, handshakeMsg{}, false
 	}
-	if jar.valid(addr, hello) {
-		// The body outlives d, which the listener reuses for its next read.
-		body := append([]byte(nil), f.data...)
-		return hello, handshakeMsg{typ: f.msgType, seq: f.seq, body: body, recordSeq: recs[0].seq}, nil
-	}
+	// The body outlives d, which the listener reuses for its next read.
+	body := append([]byte(nil), f.data...)
+	return hello, handshakeMsg{typ: f.msgType, seq: f.seq, body: body, recordSeq: recs[0].seq}, jar.valid(addr, hello)
+}
+
+// helloVerifyRequest builds the datagram that asks for a cookie. It reuses
+// the ClientHello's record and message sequence numbers, so the server keeps
+// no counter per peer.
+func helloVerifyRequest(addr string, hello *clientHelloMsg, msg handshakeMsg, jar *cookieJar) []byte {
 	hvr := &helloVerifyRequestMsg{vers: versionDTLS10, cookie: jar.make(addr, hello)}
 	body, _ := hvr.marshal()
-	// The HelloVerifyRequest reuses the ClientHello's record and message
-	// sequence numbers, so the server keeps no counter per peer.
-	payload := marshalHandshakeHeader(nil, typeHelloVerifyRequest, len(body), f.seq, 0, len(body))
+	payload := marshalHandshakeHeader(nil, typeHelloVerifyRequest, len(body), msg.seq, 0, len(body))
 	payload = append(payload, body...)
-	out := marshalRecordHeader(nil, recordHandshake, versionDTLS10, 0, recs[0].seq, len(payload))
-	return nil, handshakeMsg{}, append(out, payload...)
+	out := marshalRecordHeader(nil, recordHandshake, versionDTLS10, 0, msg.recordSeq, len(payload))
+	return append(out, payload...)
 }
 
 // firstHello is a ClientHello whose cookie the listener already checked.
@@ -74,6 +78,10 @@ type firstHello struct {
 	hello *clientHelloMsg
 	msg   handshakeMsg
 	size  int // bytes of the datagram that carried it
+	// res is the listener's resumption lookup when resChecked, so that the
+	// connection does not repeat it.
+	res        *resumption
+	resChecked bool
 }
 
 func (c *Conn) serverHandshake(ctx context.Context) error {
@@ -89,16 +97,111 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	// past the HelloVerifyRequest's, which reused an earlier ClientHello's.
 	c.rl.write[0].nextSeq = c.first.msg.recordSeq
 	c.addTranscript(typeClientHello, c.first.msg.seq, c.first.msg.body)
+	res, checked := c.first.res, c.first.resChecked
 	c.first = nil
-	if err := c.negotiate(hs); err != nil {
+	if err := c.checkClientHello(hs); err != nil {
+		return err
+	}
+	if v, ok := findExtension(hs.hello.extensions, extServerName); ok {
+		c.state.ServerName, _ = parseServerName(v)
+	}
+	if !checked {
+		var err error
+		if res, err = findResumption(ctx, c.cfg, hs.hello); err != nil {
+			return err
+		}
+	}
+	if res != nil && res.state != nil {
+		return c.serverResume(ctx, hs, res)
+	}
+	if err := c.selectSuite(hs); err != nil {
 		return err
 	}
 	c.state.CipherSuite = hs.suite.id
 	c.state.ExtendedMasterSecret = hs.ems
-	if v, ok := findExtension(hs.hello.extensions, extServerName); ok {
-		c.state.ServerName, _ = parseServerName(v)
-	}
 	return c.serverFullHandshake(ctx, hs)
+}
+
+// serverResume runs an abbreviated handshake (RFC 5246 §7.3): ServerHello,
+// [NewSessionTicket], ChangeCipherSpec, Finished; then the client's
+// ChangeCipherSpec and Finished.
+func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *resumption) error {
+	st := res.state
+	hs.suite = cipherSuiteByID(st.CipherSuite)
+	hs.ems = st.ExtendedMasterSecret
+	var items []outItem
+	add := func(m handshakeMessage, epoch uint16) error {
+		it, err := c.handshakeItem(m, epoch)
+		if err != nil {
+			return err
+		}
+		c.addTranscript(it.msgType, it.seq, it.body)
+		items = append(items, it)
+		return nil
+	}
+	sh := c.serverHelloMsg(hs, res.sessionID)
+	if res.renew {
+		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
+	}
+	if err := add(sh, 0); err != nil {
+		return err
+	}
+	if res.renew {
+		renewed := *st
+		nst, err := c.issueTicket(&renewed)
+		if err != nil {
+			return err
+		}
+		if err := add(nst, 0); err != nil {
+			return err
+		}
+	}
+	ms := st.MasterSecret[:]
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
+		return err
+	}
+	vd, err := finishedData(ms, c.transcript, false)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	items = append(items, outItem{ccs: true, epoch: 0})
+	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
+		return err
+	}
+	if err := c.sendFlight(items); err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	c.rl.startWriteEpoch1()
+	c.writeMu.Unlock()
+	if err := c.readPeerFinished(ctx, ms); err != nil {
+		return err
+	}
+	c.restorePeer(st)
+	c.state.Resumed = true
+	c.state.Resumption = res.mech
+	if res.mech == negotiation.SessionID {
+		c.state.SessionID = res.sessionID
+	}
+	return nil
+}
+
+// skipCookie applies DESIGN.md decision 6: no cookie exchange for a
+// resumption the server will accept whose reply stays within the
+// amplification bound. It records the lookup in first either way.
+func (cfg *Config) skipCookie(ctx context.Context, first *firstHello) bool {
+	if cfg.ResumptionCookie == CookieAlways {
+		return false
+	}
+	res, err := findResumption(ctx, cfg, first.hello)
+	if err != nil || res == nil || res.state == nil {
+		return false
+	}
+	first.res, first.resChecked = res, true
+	if cfg.ResumptionCookie == CookieNeverOnResumption {
+		return true
+	}
+	return float64(abbreviatedFlightSize(res)) <= cfg.amplificationFactor()*float64(first.size)
 }
 
 // awaitCookie runs the cookie exchange for a Conn made by Server, which has
@@ -113,15 +216,17 @@ func (c *Conn) awaitCookie(ctx context.Context) error {
 		case d := <-c.inbound:
 			c.stats.datagramsReceived.Add(1)
 			c.stats.bytesReceived.Add(int64(len(d)))
-			hello, msg, hvr := screenClientHello(d, c.raddr.String(), jar)
-			if hello != nil {
-				c.first = &firstHello{hello: hello, msg: msg, size: len(d)}
+			hello, msg, cookieOK := screenClientHello(d, c.raddr.String(), jar)
+			if hello == nil {
+				continue
+			}
+			first := &firstHello{hello: hello, msg: msg, size: len(d)}
+			if cookieOK || c.cfg.skipCookie(ctx, first) {
+				c.first = first
 				return nil
 			}
-			if hvr != nil {
-				if err := c.writeDatagram(hvr); err != nil {
-					return err
-				}
+			if err := c.writeDatagram(helloVerifyRequest(c.raddr.String(), hello, msg, jar)); err != nil {
+				return err
 			}
 		case <-ctx.Done():
 			return errHandshakeTimeout
@@ -131,8 +236,9 @@ func (c *Conn) awaitCookie(ctx context.Context) error {
 	}
 }
 
-// negotiate picks version, suite and extensions from the ClientHello.
-func (c *Conn) negotiate(hs *serverHandshakeState) error {
+// checkClientHello checks version and compression and reads the extensions
+// both kinds of handshake need.
+func (c *Conn) checkClientHello(hs *serverHandshakeState) error {
 	ch := hs.hello
 	// DTLS versions count down: 0xfefd (1.2) is newer than 0xfeff (1.0).
 	if ch.vers > versionDTLS12 {
@@ -145,6 +251,31 @@ func (c *Conn) negotiate(hs *serverHandshakeState) error {
 	if !hasNull {
 		return localAlert(alertIllegalParameter, errors.New("ClientHello: compression_methods lacks null"))
 	}
+	_, hs.offeredEMS = findExtension(ch.extensions, extExtendedMasterSecret)
+	if v, ok := findExtension(ch.extensions, extRenegotiationInfo); ok {
+		ri, err := parseRenegotiationInfo(v)
+		if err != nil {
+			return err
+		}
+		if len(ri) != 0 {
+			return localAlert(alertHandshakeFailure, errors.New("ClientHello: renegotiation_info is not empty on a new connection"))
+		}
+		hs.renegInfo = true
+	}
+	for _, id := range ch.cipherSuites {
+		hs.renegInfo = hs.renegInfo || id == scsvRenegotiation
+	}
+	var err error
+	if hs.random, err = newRandom(); err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	return nil
+}
+
+// selectSuite picks the suite of a full handshake and the extensions that go
+// with it.
+func (c *Conn) selectSuite(hs *serverHandshakeState) error {
+	ch := hs.hello
 	p256, sha256ECDSA := true, true
 	if v, ok := findExtension(ch.extensions, extSupportedGroups); ok {
 		groups, err := parseSupportedGroups(v)
@@ -200,32 +331,14 @@ func (c *Conn) negotiate(hs *serverHandshakeState) error {
 		}
 		hs.cert = &certificateChoice{chain: cert.Certificate, signer: signer}
 	}
-	_, offeredEMS := findExtension(ch.extensions, extExtendedMasterSecret)
 	switch c.cfg.ExtendedMasterSecret {
 	case RequireExtendedMasterSecret:
-		if !offeredEMS {
+		if !hs.offeredEMS {
 			return localAlert(alertHandshakeFailure, errors.New("ClientHello: no extended_master_secret and the server requires it"))
 		}
 		hs.ems = true
 	case RequestExtendedMasterSecret:
-		hs.ems = offeredEMS
-	}
-	if v, ok := findExtension(ch.extensions, extRenegotiationInfo); ok {
-		ri, err := parseRenegotiationInfo(v)
-		if err != nil {
-			return err
-		}
-		if len(ri) != 0 {
-			return localAlert(alertHandshakeFailure, errors.New("ClientHello: renegotiation_info is not empty on a new connection"))
-		}
-		hs.renegInfo = true
-	}
-	for _, id := range ch.cipherSuites {
-		hs.renegInfo = hs.renegInfo || id == scsvRenegotiation
-	}
-	var err error
-	if hs.random, err = newRandom(); err != nil {
-		return localAlert(alertInternalError, err)
+		hs.ems = hs.offeredEMS
 	}
 	return nil
 }
@@ -256,7 +369,28 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		items = append(items, it)
 		return nil
 	}
-	if err := add(c.serverHelloMsg(hs, nil), 0); err != nil {
+	// Which resumption this session gets: a ticket when the client asks for
+	// one (RFC 5077; no session ID then), else a session ID when the server
+	// keeps sessions.
+	var sessionID []byte
+	mech := negotiation.None
+	_, offeredTicket := findExtension(hs.hello.extensions, extSessionTicket)
+	switch {
+	case offeredTicket && !c.cfg.SessionTicketsDisabled && c.cfg.TicketKeys != nil:
+		mech = negotiation.SessionTicket
+	case c.cfg.SessionStore != nil:
+		mech = negotiation.SessionID
+		r, err := newRandom()
+		if err != nil {
+			return localAlert(alertInternalError, err)
+		}
+		sessionID = r[:]
+	}
+	sh := c.serverHelloMsg(hs, sessionID)
+	if mech == negotiation.SessionTicket {
+		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
+	}
+	if err := add(sh, 0); err != nil {
 		return err
 	}
 	var kp *pionelliptic.Keypair
@@ -366,12 +500,32 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		return err
 	}
 
-	// Flight 6.
+	// Flight 6: [NewSessionTicket], ChangeCipherSpec, Finished.
+	items = nil
+	st := c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), mech)
+	switch mech {
+	case negotiation.SessionTicket:
+		nst, err := c.issueTicket(st)
+		if err != nil {
+			return err
+		}
+		if err := add(nst, 0); err != nil {
+			return err
+		}
+	case negotiation.SessionID:
+		if v, err := st.Marshal(); err != nil {
+			c.cfg.logger().Warn("dtls: encoding session", "err", err)
+		} else if err := c.cfg.SessionStore.Put(ctx, sessionID, v, c.cfg.sessionLifetime()); err != nil {
+			c.cfg.logger().Warn("dtls: storing session; it will not resume", "err", err)
+		}
+		c.state.SessionID = sessionID
+	}
+	c.state.Resumption = mech
 	vd, err := finishedData(ms, c.transcript, false)
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
-	items = []outItem{{ccs: true, epoch: 0}}
+	items = append(items, outItem{ccs: true, epoch: 0})
 	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
 		return err
 	}

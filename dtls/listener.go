@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
+	"github.com/dtlsresume/dtlsresume/ticketfmt"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 )
 
@@ -73,23 +75,33 @@ func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
 
 // serverConfig validates a server Config and gives a server with no
 // credentials at all a self-signed ECDSA certificate.
+// serverConfig validates a server Config and returns a copy completed with
+// what the server makes for itself: a self-signed ECDSA certificate when it
+// has no credentials at all, and a ticket key ring when tickets are on and
+// none is shared.
 func serverConfig(cfg *Config) (*Config, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
-	if cfg.PSK == nil && len(cfg.Certificates) == 0 {
+	c := *cfg
+	if c.PSK == nil && len(c.Certificates) == 0 {
 		cert, err := selfsign.GenerateSelfSigned()
 		if err != nil {
 			return nil, fmt.Errorf("dtls: generating a self-signed certificate: %w", err)
 		}
-		c := *cfg
 		c.Certificates = []tls.Certificate{cert}
-		cfg = &c
 	}
-	if err := cfg.validate(false); err != nil {
+	if c.TicketKeys == nil && !c.SessionTicketsDisabled {
+		ring, err := ticketfmt.NewKeyRing(ticketfmt.KeyRingConfig{TicketLifetime: c.sessionLifetime(), Now: c.now})
+		if err != nil {
+			return nil, fmt.Errorf("dtls: ticket keys: %w", err)
+		}
+		c.TicketKeys = ring
+	}
+	if err := c.validate(false); err != nil {
 		return nil, err
 	}
-	return cfg, nil
+	return &c, nil
 }
 
 func (l *Listener) readLoop() {
@@ -118,14 +130,15 @@ func (l *Listener) readLoop() {
 			conn.deliver(append([]byte(nil), d...))
 			continue
 		}
-		hello, msg, hvr := screenClientHello(d, key, l.cookies)
-		if hvr != nil {
-			if _, err := l.pconn.WriteTo(hvr, addr); err != nil {
-				l.cfg.logger().Debug("dtls: sending HelloVerifyRequest", "peer", key, "err", err)
-			}
+		hello, msg, cookieOK := screenClientHello(d, key, l.cookies)
+		if hello == nil {
 			continue
 		}
-		if hello == nil {
+		first := &firstHello{hello: hello, msg: msg, size: len(d)}
+		if !cookieOK && !l.skipCookie(first) {
+			if _, err := l.pconn.WriteTo(helloVerifyRequest(key, hello, msg, l.cookies), addr); err != nil {
+				l.cfg.logger().Debug("dtls: sending HelloVerifyRequest", "peer", key, "err", err)
+			}
 			continue
 		}
 		if conn != nil {
@@ -133,8 +146,18 @@ func (l *Listener) readLoop() {
 			// valid cookie proves it is reachable at this address.
 			conn.setReadErrAsync()
 		}
-		l.startHandshake(addr, key, &firstHello{hello: hello, msg: msg, size: len(d)})
+		l.startHandshake(addr, key, first)
 	}
+}
+
+// resumptionLookupTimeout bounds the session-store lookup the listener makes
+// before deciding on a cookie; the read loop waits for it.
+const resumptionLookupTimeout = 250 * time.Millisecond
+
+func (l *Listener) skipCookie(first *firstHello) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), resumptionLookupTimeout)
+	defer cancel()
+	return l.cfg.skipCookie(ctx, first)
 }
 
 // isInitialClientHello reports a plaintext epoch-0 handshake record, the
