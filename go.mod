@@ -9,6 +9,9 @@ require (
 )
 
 require (
+	github.com/pion/dtls/v2 v2.2.12 // indirect
 	github.com/pion/logging v0.2.4 // indirect
+	github.com/pion/transport/v2 v2.2.4 // indirect
+	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 )

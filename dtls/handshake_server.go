@@ -11,8 +11,8 @@ import (
 	"errors"
 	"fmt"
 
-	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	"github.com/dtlsresume/dtlsresume/negotiation"
+	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 )
 
