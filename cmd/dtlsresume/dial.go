@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 type dialResult struct {
 	Suite             string  `json:"suite"`
 	Resumed           bool    `json:"resumed"`
+	Resumption        string  `json:"resumption"`
 	DatagramsSent     int     `json:"datagrams_sent"`
 	DatagramsReceived int     `json:"datagrams_received"`
 	BytesSent         int     `json:"bytes_sent"`
@@ -33,6 +38,7 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	message := fs.String("message", "", "text to send (default: read stdin)")
 	verbose := fs.Bool("v", false, "print one line about the handshake to stderr")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the bare reply")
+	sessionFile := fs.String("session", "", "file to resume the session from and to save it to (holds the master secret: mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,6 +52,13 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	raddr, err := net.ResolveUDPAddr("udp", sec.addr)
 	if err != nil {
 		return usagef("--addr %q: %v", sec.addr, err)
+	}
+	var sessions *fileSessionCache
+	if *sessionFile != "" {
+		if sessions, err = loadSessionFile(*sessionFile); err != nil {
+			return err
+		}
+		cfg.ClientSessionCache = sessions
 	}
 	payload := []byte(*message)
 	if *message == "" {
@@ -74,9 +87,15 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("waiting for the reply: %w", err)
 	}
 	st := c.ConnectionState()
+	if sessions != nil {
+		if err := sessions.save(); err != nil {
+			return err
+		}
+	}
 	res := dialResult{
 		Suite:             st.CipherSuite.String(),
 		Resumed:           st.Resumed,
+		Resumption:        st.Resumption.String(),
 		DatagramsSent:     st.HandshakeDatagramsSent,
 		DatagramsReceived: st.HandshakeDatagramsReceived,
 		BytesSent:         st.HandshakeBytesSent,
@@ -88,8 +107,8 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return json.NewEncoder(stdout).Encode(res)
 	}
 	if *verbose {
-		fmt.Fprintf(stderr, "suite=%s resumed=%t datagrams=%d/%d bytes=%d/%d handshake=%.1fms\n",
-			res.Suite, res.Resumed, res.DatagramsSent, res.DatagramsReceived, res.BytesSent, res.BytesReceived, res.HandshakeMS)
+		fmt.Fprintf(stderr, "suite=%s resumed=%t resumption=%s datagrams=%d/%d bytes=%d/%d handshake=%.1fms\n",
+			res.Suite, res.Resumed, res.Resumption, res.DatagramsSent, res.DatagramsReceived, res.BytesSent, res.BytesReceived, res.HandshakeMS)
 	}
 	if strings.HasSuffix(res.Reply, "\n") {
 		fmt.Fprint(stdout, res.Reply)
@@ -97,4 +116,66 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, res.Reply)
 	}
 	return nil
+}
+
+// fileSessionCache is the one-session ClientSessionCache behind --session:
+// loaded from the file before the handshake, written back after it.
+type fileSessionCache struct {
+	path    string
+	key     string
+	session *dtls.ClientSession
+}
+
+func loadSessionFile(path string) (*fileSessionCache, error) {
+	f := &fileSessionCache{path: path}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return f, nil
+	case err != nil:
+		return nil, usagef("--session: %v", err)
+	}
+	key, rest, ok := bytes.Cut(data, []byte{'\n'})
+	if !ok {
+		return nil, usagef("--session %s: not a session file", path)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(rest)))
+	if err != nil {
+		return nil, usagef("--session %s: %v", path, err)
+	}
+	if f.session, err = dtls.ParseClientSession(raw); err != nil {
+		return nil, usagef("--session %s: %v", path, err)
+	}
+	f.key = string(key)
+	return f, nil
+}
+
+func (f *fileSessionCache) Get(key string) (*dtls.ClientSession, bool) {
+	if f.session == nil || key != f.key {
+		return nil, false
+	}
+	return f.session, true
+}
+
+func (f *fileSessionCache) Put(key string, s *dtls.ClientSession) { f.key, f.session = key, s }
+
+// save writes the session (or removes the file when there is none) through
+// a temporary file, so a crash never leaves half a file.
+func (f *fileSessionCache) save() error {
+	if f.session == nil {
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	raw, err := f.session.Marshal()
+	if err != nil {
+		return err
+	}
+	tmp := f.path + ".tmp"
+	data := f.key + "\n" + base64.StdEncoding.EncodeToString(raw) + "\n"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		return fmt.Errorf("saving --session: %w", err)
+	}
+	return os.Rename(tmp, f.path)
 }

@@ -161,7 +161,37 @@ func TestListenAndDialTogether(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dial: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "round trip\n") || !strings.Contains(string(out), "suite=TLS_PSK_WITH_AES_128_CCM_8 resumed=false datagrams=3/3") {
+	if !strings.Contains(string(out), "round trip\n") || !strings.Contains(string(out), "suite=TLS_PSK_WITH_AES_128_CCM_8 resumed=false resumption=session_id datagrams=3/3") {
 		t.Fatalf("output %q", out)
+	}
+}
+
+// TestDialSessionFileResumesAcrossRuns: `dial --session FILE` keeps the
+// session between processes, by ticket and by session ID.
+func TestDialSessionFileResumesAcrossRuns(t *testing.T) {
+	_, addr := startListen(t)
+	psk := "dtlsresume:" + hex.EncodeToString([]byte("secretPSK-dtlsresume"))
+	for _, mech := range []string{"session_ticket", "session_id"} {
+		file := filepath.Join(t.TempDir(), "session")
+		for i, wantResumed := range []bool{false, true, true} {
+			out, err := exec.Command(binary, "dial", "--addr", addr, "--psk", psk, "--resumption", mech,
+				"--session", file, "--message", "x", "--json").Output()
+			if err != nil {
+				t.Fatalf("%s run %d: %v", mech, i, err)
+			}
+			var res dialResult
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Resumed != wantResumed || res.Resumption != mech {
+				t.Fatalf("%s run %d: resumed=%v resumption=%s", mech, i, res.Resumed, res.Resumption)
+			}
+			if wantResumed && (res.DatagramsSent != 2 || res.DatagramsReceived != 1) {
+				t.Errorf("%s run %d: %d/%d datagrams, want 2/1", mech, i, res.DatagramsSent, res.DatagramsReceived)
+			}
+			if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("session file: %v %v", fi, err)
+			}
+		}
 	}
 }

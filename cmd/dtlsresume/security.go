@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/negotiation"
+	"github.com/dtlsresume/dtlsresume/store"
 )
 
 // Demo credentials used when no PSK or certificate is given: printed at
@@ -27,6 +29,7 @@ const (
 type securityFlags struct {
 	addr, psk, cert, key, ca, suites, serverName string
 	insecure                                     bool
+	resumption                                   string
 	mtu                                          int
 	retransmit, timeout                          time.Duration
 }
@@ -43,6 +46,7 @@ func (s *securityFlags) register(fs *flag.FlagSet, client bool) {
 		fs.StringVar(&s.serverName, "server-name", "", "name the server certificate must carry (default: the dialled host)")
 		fs.DurationVar(&s.timeout, "timeout", 10*time.Second, "handshake and reply timeout")
 	}
+	fs.StringVar(&s.resumption, "resumption", "session_ticket,session_id", "ordered resumption mechanisms to offer (dial) or allow (listen): none, session_id, session_ticket")
 	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256)")
 	fs.StringVar(&s.key, "key", "", "PEM private key for --cert")
 }
@@ -111,6 +115,20 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 			return nil, err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
+	}
+	types, err := negotiation.ParseList(s.resumption)
+	if err != nil {
+		return nil, usagef("--resumption: %v", err)
+	}
+	allowed := negotiation.Policy(types)
+	for _, t := range types {
+		if t == negotiation.ClientState {
+			return nil, usagef("--resumption: client_state is not available in this build")
+		}
+	}
+	cfg.SessionTicketsDisabled = !allowed.Allows(negotiation.SessionTicket)
+	if !client && allowed.Allows(negotiation.SessionID) {
+		cfg.SessionStore = store.NewMemory(store.MemoryConfig{})
 	}
 	if client {
 		if s.ca != "" {
