@@ -60,7 +60,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 				ratioB = fmt.Sprintf("%.2f", (ours.BytesSent+ours.BytesReceived)/(pion.BytesSent+pion.BytesReceived))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.1f/%.1f\t%.0f/%.0f\t%.1f\t%s\t%s\t\n", r.Kind, r.Stack, r.TimeMS,
-				r.DatagramsSent, r.DatagramsReceived, r.BytesSent, r.BytesReceived, r.DatagramsSent, ratioT, ratioB)
+				r.DatagramsSent, r.DatagramsReceived, r.BytesSent, r.BytesReceived, r.RoundTrips, ratioT, ratioB)
 		}
 	}
 	return tw.Flush()

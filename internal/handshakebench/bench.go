@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/negotiation"
+	"github.com/dtlsresume/dtlsresume/store"
 	piondtls "github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 )
@@ -21,12 +24,48 @@ type Kind struct {
 	Ours dtls.CipherSuiteID
 	Pion piondtls.CipherSuiteID
 	PSK  bool
+	// Resume is the mechanism our client resumes with (None: a full
+	// handshake each time). pion/dtls has no tickets, so its column always
+	// resumes by session ID.
+	Resume negotiation.Type
 }
 
 // Kinds are the handshakes both stacks can do.
 var Kinds = []Kind{
-	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true},
-	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false},
+	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.None},
+	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None},
+	{"resumed session_id PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionID},
+	{"resumed session_ticket PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionTicket},
+	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID},
+	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket},
+}
+
+// pionStore is a pion SessionStore in memory.
+type pionStore struct {
+	mu sync.Mutex
+	m  map[string]piondtls.Session
+}
+
+func newPionStore() *pionStore { return &pionStore{m: map[string]piondtls.Session{}} }
+
+func (s *pionStore) Set(k []byte, v piondtls.Session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[string(k)] = v
+	return nil
+}
+
+func (s *pionStore) Get(k []byte) (piondtls.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[string(k)], nil
+}
+
+func (s *pionStore) Del(k []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, string(k))
+	return nil
 }
 
 // Stack names an implementation.
@@ -48,6 +87,9 @@ type Result struct {
 	DatagramsReceived float64       `json:"datagrams_received"`
 	BytesSent         float64       `json:"bytes_sent"`
 	BytesReceived     float64       `json:"bytes_received"`
+	// RoundTrips counts the times the client waited for the server: a
+	// received datagram that follows one the client sent.
+	RoundTrips float64 `json:"round_trips"`
 }
 
 var psk = []byte("benchmark-psk-0123456789abcdef")
@@ -55,10 +97,12 @@ var psk = []byte("benchmark-psk-0123456789abcdef")
 // counter wraps a client's socket to count what crosses it.
 type counter struct {
 	net.PacketConn
-	dgOut, dgIn, bOut, bIn atomic.Int64
+	dgOut, dgIn, bOut, bIn, rtt atomic.Int64
+	lastWasSend                 atomic.Bool
 }
 
 func (c *counter) WriteTo(p []byte, a net.Addr) (int, error) {
+	c.lastWasSend.Store(true)
 	c.dgOut.Add(1)
 	c.bOut.Add(int64(len(p)))
 	return c.PacketConn.WriteTo(p, a)
@@ -67,21 +111,32 @@ func (c *counter) WriteTo(p []byte, a net.Addr) (int, error) {
 func (c *counter) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, a, err := c.PacketConn.ReadFrom(p)
 	if err == nil {
+		if c.lastWasSend.Swap(false) {
+			c.rtt.Add(1)
+		}
 		c.dgIn.Add(1)
 		c.bIn.Add(int64(n))
 	}
 	return n, a, err
 }
 
-// Bench holds the servers of both stacks for one kind.
+// Bench holds the servers of both stacks for one kind, and for resumed
+// kinds the clients' session caches.
 type Bench struct {
-	kind     Kind
+	kind      Kind
+	oursCache dtls.ClientSessionCache
+	pionCache *pionStore
 	pool     *x509.CertPool
 	ours     *dtls.Listener
 	pion     net.Listener
 	oursAddr *net.UDPAddr
 	pionAddr *net.UDPAddr
+	done     map[Stack]int // handshakes made per stack
 }
+
+// primed reports whether stack already made the handshake that gives a
+// resumed kind its session.
+func (b *Bench) primed(stack Stack) bool { return b.done[stack] > 0 }
 
 // New starts a server of each stack on loopback for kind.
 func New(kind Kind) (*Bench, error) {
@@ -93,12 +148,18 @@ func New(kind Kind) (*Bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bench{kind: kind, pool: x509.NewCertPool()}
+	b := &Bench{kind: kind, pool: x509.NewCertPool(), done: map[Stack]int{}}
 	b.pool.AddCert(leaf)
 	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
 
 	ocfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{kind.Ours}}
 	pcfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+	if kind.Resume != negotiation.None {
+		ocfg.SessionStore = store.NewMemory(store.MemoryConfig{})
+		pcfg.SessionStore = newPionStore()
+		b.oursCache = dtls.NewLRUClientSessionCache(1)
+		b.pionCache = newPionStore()
+	}
 	if kind.PSK {
 		ocfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
 		pcfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
@@ -121,6 +182,15 @@ func New(kind Kind) (*Bench, error) {
 	})
 	b.oursAddr = b.ours.Addr().(*net.UDPAddr)
 	b.pionAddr = b.pion.Addr().(*net.UDPAddr)
+	if kind.Resume != negotiation.None {
+		// One full handshake each gives the clients a session to resume.
+		for _, stack := range []Stack{Ours, Pion} {
+			if _, err := b.One(stack); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("priming %s: %w", stack, err)
+			}
+		}
+	}
 	return b, nil
 }
 
@@ -165,7 +235,8 @@ func (b *Bench) One(stack Stack) (Result, error) {
 	start := time.Now()
 	switch stack {
 	case Ours:
-		cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{b.kind.Ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+		cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{b.kind.Ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret,
+			ClientSessionCache: b.oursCache, SessionTicketsDisabled: b.kind.Resume != negotiation.SessionTicket}
 		if b.kind.PSK {
 			cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
 			cfg.PSKIdentityHint = []byte("bench")
@@ -180,8 +251,14 @@ func (b *Bench) One(stack Stack) (Result, error) {
 		if err := c.HandshakeContext(ctx); err != nil {
 			return Result{}, fmt.Errorf("%s %s: %w", stack, b.kind.Name, err)
 		}
+		if st := c.ConnectionState(); b.primed(stack) && st.Resumed != (b.kind.Resume != negotiation.None) {
+			return Result{}, fmt.Errorf("%s %s: resumed=%v", stack, b.kind.Name, st.Resumed)
+		}
 	case Pion:
 		cfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{b.kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+		if b.pionCache != nil {
+			cfg.SessionStore = b.pionCache
+		}
 		if b.kind.PSK {
 			cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
 			cfg.PSKIdentityHint = []byte("bench")
@@ -199,10 +276,12 @@ func (b *Bench) One(stack Stack) (Result, error) {
 	default:
 		return Result{}, errors.New("unknown stack " + string(stack))
 	}
+	b.done[stack]++
 	r := Result{
 		Kind: b.kind.Name, Stack: stack, Handshakes: 1, Time: time.Since(start),
 		DatagramsSent: float64(cnt.dgOut.Load()), DatagramsReceived: float64(cnt.dgIn.Load()),
 		BytesSent: float64(cnt.bOut.Load()), BytesReceived: float64(cnt.bIn.Load()),
+		RoundTrips: float64(cnt.rtt.Load()),
 	}
 	r.TimeMS = float64(r.Time.Microseconds()) / 1000
 	return r, nil
@@ -226,6 +305,7 @@ func (b *Bench) Run(n int) ([2]Result, error) {
 			s.DatagramsReceived += r.DatagramsReceived
 			s.BytesSent += r.BytesSent
 			s.BytesReceived += r.BytesReceived
+			s.RoundTrips += r.RoundTrips
 		}
 	}
 	for j := range sum {
@@ -237,6 +317,7 @@ func (b *Bench) Run(n int) ([2]Result, error) {
 		s.DatagramsReceived /= k
 		s.BytesSent /= k
 		s.BytesReceived /= k
+		s.RoundTrips /= k
 	}
 	return sum, nil
 }
