@@ -126,12 +126,12 @@ type Bench struct {
 	kind      Kind
 	oursCache dtls.ClientSessionCache
 	pionCache *pionStore
-	pool     *x509.CertPool
-	ours     *dtls.Listener
-	pion     net.Listener
-	oursAddr *net.UDPAddr
-	pionAddr *net.UDPAddr
-	done     map[Stack]int // handshakes made per stack
+	pool      *x509.CertPool
+	ours      *dtls.Listener
+	pion      net.Listener
+	oursAddr  *net.UDPAddr
+	pionAddr  *net.UDPAddr
+	done      map[Stack]int // handshakes made per stack
 }
 
 // primed reports whether stack already made the handshake that gives a
