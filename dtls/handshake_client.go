@@ -215,6 +215,9 @@ func (c *Conn) clientResume(ctx context.Context, hs *clientHandshakeState) error
 	c.restorePeer(st)
 	c.state.Resumed = true
 	c.state.Resumption = hs.session.Resumption()
+	if c.state.Resumption == negotiation.SessionID {
+		c.state.SessionID = hs.serverHello.sessionID
+	}
 	if nst != nil && len(nst.ticket) > 0 {
 		renewed := *st
 		renewed.Timestamp = c.cfg.now()
