@@ -2,11 +2,13 @@ package dtls
 
 import (
 	"crypto/tls"
+	"fmt"
 	"crypto/x509"
 	"errors"
 	"log/slog"
 	"time"
 
+	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/ticketfmt"
 )
 
@@ -92,8 +94,24 @@ type Config struct {
 	// cookie made with the previous secret is still accepted. Default 5 min.
 	CookieRotation time.Duration
 
+	// Resumption is, on a client, the ordered list of resumption mechanisms
+	// it offers in the session_resumption_type extension; nil sends no
+	// extension (a plain RFC 5246/5077 client). On a server it is the list
+	// of mechanisms it allows; nil allows every one its configuration
+	// supports. The server picks the first mechanism in the client's order
+	// that it allows (DESIGN.md decision 3).
+	Resumption []negotiation.Type
+	// ResumptionExtensionType is the extension's codepoint, which both
+	// peers must agree on; default negotiation.DefaultCodepoint (0xFF42).
+	ResumptionExtensionType uint16
+	// ClientStateKey is the 16-byte key a client_state client seals its own
+	// tickets with; nil derives it from the PSK or the certificate's private
+	// key, so the client needs nothing beyond its credential.
+	ClientStateKey []byte
+
 	// SessionStore keeps a server's sessions for session-ID resumption
-	// (RFC 5246); nil disables it. Package store has implementations.
+	// (RFC 5246) and the records of client_state clients; nil disables
+	// both. Package store has implementations.
 	SessionStore SessionStore
 	// SessionTicketsDisabled stops a server from issuing RFC 5077 tickets
 	// and a client from asking for them.
@@ -282,6 +300,19 @@ func (c *Config) validate(isClient bool) error {
 	}
 	if isClient && c.PSK != nil && c.PSKIdentityHint == nil {
 		return errors.New("dtls: a PSK client needs PSKIdentityHint (the identity it sends)")
+	}
+	if len(c.Resumption) > 0 {
+		if err := negotiation.Policy(c.Resumption).Validate(); err != nil {
+			return fmt.Errorf("dtls: Config.Resumption: %w", err)
+		}
+		if isClient && negotiation.Policy(c.Resumption).Allows(negotiation.ClientState) {
+			if _, err := c.clientStateKey(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(c.ServerName) > 255 {
+		return errors.New("dtls: Config.ServerName longer than 255 bytes")
 	}
 	return nil
 }

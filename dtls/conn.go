@@ -28,8 +28,17 @@ type ConnectionState struct {
 	// Resumed reports an abbreviated handshake.
 	Resumed bool
 	// Resumption is the mechanism by which this session can be (or was)
-	// resumed: SessionID, SessionTicket, or None.
+	// resumed: the negotiated type when both sides spoke the
+	// session_resumption_type extension, else what RFC 5246/5077 set up.
 	Resumption negotiation.Type
+	// Negotiated reports that the peer answered the
+	// session_resumption_type extension.
+	Negotiated bool
+	// ResumptionStateBytes is what this side keeps between connections to
+	// resume the session: the client's cached session, or the server's
+	// session-ID entry or client_state record. Tickets cost a server nothing
+	// and client_state costs a client nothing.
+	ResumptionStateBytes int
 
 	// Handshake cost as seen by this side. A client counts its cookie
 	// exchange; a server's counts start at the ClientHello that carried a
@@ -70,7 +79,14 @@ type Conn struct {
 	peerRetransmit bool
 	peerCCS        bool
 	early          [][]byte    // epoch-1 records that came before their keys
-	first          *firstHello // server: the ClientHello whose cookie was checked
+	first          *firstHello
+	// noClientStateResume: the retry after a client_state ticket that did
+	// not work asks for a fresh session.
+	noClientStateResume bool
+	// helloRandom is the random of the ClientHello a listener's
+	// connection started with; another one from the same address is a new
+	// handshake.
+	helloRandom [32]byte // server: the ClientHello whose cookie was checked
 	transcript     []byte
 	appData        [][]byte
 	readErr        error

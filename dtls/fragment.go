@@ -146,6 +146,16 @@ func (r *reassembler) pop() (handshakeMsg, bool) {
 	return m, true
 }
 
+// unpop puts back a message that pop returned, for a reader that looked
+// ahead one message.
+func (r *reassembler) unpop(m handshakeMsg) {
+	if r.pending == nil {
+		r.pending = make(map[uint16]*assembly)
+	}
+	r.next = m.seq
+	r.pending[m.seq] = &assembly{msgType: m.typ, epoch: m.epoch, body: m.body}
+}
+
 // outItem is one element of a flight: a handshake message or a
 // ChangeCipherSpec.
 type outItem struct {

@@ -14,6 +14,7 @@ import (
 	"net"
 
 	"github.com/dtlsresume/dtlsresume/negotiation"
+	"github.com/dtlsresume/dtlsresume/ticketfmt"
 	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 )
@@ -29,11 +30,24 @@ const (
 // clientHandshakeState is what the client learns in one handshake.
 type clientHandshakeState struct {
 	session      *ClientSession // the session offered for resumption
+	offer        *negotiation.ClientOffer
+	answer       *negotiation.ServerAnswer // nil: the server did not answer the offer
+	clientState  *ticketfmt.State          // opened from the answer's ticket
 	hello        *clientHelloMsg
 	serverHello  *serverHelloMsg
 	suite        *cipherSuite
 	ems          bool
 	masterSecret []byte
+}
+
+// wantsTickets reports whether the client asks for RFC 5077 tickets: it
+// can keep them, they are not disabled, and, with the negotiation
+// extension, it offers session_ticket.
+func (c *Conn) wantsTickets() bool {
+	if c.cfg.ClientSessionCache == nil || c.cfg.SessionTicketsDisabled {
+		return false
+	}
+	return c.cfg.Resumption == nil || negotiation.Policy(c.cfg.Resumption).Allows(negotiation.SessionTicket)
 }
 
 // resumableSession returns the cached session for this server if it may
@@ -52,7 +66,10 @@ func (c *Conn) resumableSession() *ClientSession {
 		c.cfg.ClientSessionCache.Put(c.sessionCacheKey(), nil)
 		return nil
 	}
-	if len(s.ticket) > 0 && c.cfg.SessionTicketsDisabled && len(s.sessionID) == 0 {
+	if len(s.ticket) > 0 && !c.wantsTickets() && len(s.sessionID) == 0 {
+		return nil
+	}
+	if c.cfg.Resumption != nil && !negotiation.Policy(c.cfg.Resumption).Allows(s.Resumption()) {
 		return nil
 	}
 	for _, suite := range c.cfg.suites(true) {
@@ -87,16 +104,43 @@ func (c *Conn) buildClientHello(session *ClientSession) (*clientHelloMsg, error)
 	if name := c.cfg.ServerName; name != "" && net.ParseIP(name) == nil {
 		hello.extensions = append(hello.extensions, extension{extServerName, marshalServerName(name)})
 	}
-	if c.cfg.ClientSessionCache != nil && !c.cfg.SessionTicketsDisabled {
+	if c.wantsTickets() {
 		var ticket []byte
 		if session != nil {
 			ticket = session.ticket
 		}
 		hello.extensions = append(hello.extensions, extension{extSessionTicket, ticket})
 	}
+	if c.cfg.Resumption != nil {
+		offer := &negotiation.ClientOffer{Offered: c.cfg.Resumption}
+		if negotiation.Policy(c.cfg.Resumption).Allows(negotiation.ClientState) {
+			key, err := c.cfg.clientStateKey()
+			if err != nil {
+				return nil, localAlert(alertInternalError, err)
+			}
+			h := ticketfmt.ClientHandle(key)
+			offer.Handle = h[:]
+			// The client keeps nothing, so it always asks for its ticket
+			// back, unless it already holds another session to offer or is
+			// retrying after a ticket that did not work (spec §6).
+			offer.Resume = session == nil && !c.noClientStateResume
+			if offer.Resume {
+				r, err := newRandom()
+				if err != nil {
+					return nil, localAlert(alertInternalError, err)
+				}
+				hello.sessionID = r[:]
+			}
+		}
+		v, err := offer.Marshal()
+		if err != nil {
+			return nil, localAlert(alertInternalError, err)
+		}
+		hello.extensions = append(hello.extensions, extension{c.cfg.resumptionExtension(), v})
+	}
 	if session != nil {
 		hello.sessionID = session.sessionID
-		if len(session.ticket) > 0 && !c.cfg.SessionTicketsDisabled {
+		if len(session.ticket) > 0 && c.wantsTickets() {
 			// RFC 5077 §3.4: a fresh session ID next to the ticket shows
 			// whether the server resumed, by coming back.
 			r, err := newRandom()
@@ -109,13 +153,59 @@ func (c *Conn) buildClientHello(session *ClientSession) (*clientHelloMsg, error)
 	return hello, nil
 }
 
+// clientHandshake runs the client side. When the server accepted a
+// client_state resumption but the returned ticket did not work out for us,
+// it alerts the server and runs a full handshake once (spec §6).
 func (c *Conn) clientHandshake(ctx context.Context) error {
+	err := c.clientHandshakeOnce(ctx)
+	if !errors.Is(err, errClientTicket) || ctx.Err() != nil {
+		return err
+	}
+	c.cfg.logger().Info("dtls: client_state ticket not usable; retrying without resumption", "peer", c.raddr.String(), "err", err)
+	var ae *AlertError
+	if errors.As(err, &ae) {
+		_ = c.sendAlert(alertLevelFatal, alertDescription(ae.Description))
+	}
+	c.resetHandshake()
+	c.noClientStateResume = true
+	return c.clientHandshakeOnce(ctx)
+}
+
+// resetHandshake forgets a failed handshake so that another can start on
+// the same socket. Record sequence numbers go on, and datagrams still on
+// their way from the old handshake are discarded.
+func (c *Conn) resetHandshake() {
+	c.writeMu.Lock()
+	next := c.rl.write[0].nextSeq
+	c.rl = newRecordLayer(c.cfg.replayWindow())
+	c.rl.write[0].nextSeq = next
+	c.writeMu.Unlock()
+	c.reasm = reassembler{}
+	c.sendSeq = 0
+	c.transcript = nil
+	c.lastFlight = nil
+	c.peerRetransmit, c.peerCCS = false, false
+	c.early, c.appData, c.readErr = nil, nil, nil
+	c.state = ConnectionState{}
+	for {
+		select {
+		case <-c.inbound:
+		default:
+			return
+		}
+	}
+}
+
+func (c *Conn) clientHandshakeOnce(ctx context.Context) error {
 	hs := &clientHandshakeState{session: c.resumableSession()}
 	hello, err := c.buildClientHello(hs.session)
 	if err != nil {
 		return err
 	}
 	hs.hello = hello
+	if hs.offer, err = c.cfg.clientOffer(hello); err != nil {
+		return err
+	}
 
 	// Flight 1 and, after each HelloVerifyRequest, flight 3.
 	var helloItem outItem
@@ -154,6 +244,9 @@ func (c *Conn) clientHandshake(ctx context.Context) error {
 
 	if err := c.processServerHello(hs); err != nil {
 		return err
+	}
+	if hs.clientState != nil {
+		return c.clientStateResume(ctx, hs)
 	}
 	if hs.resumed() {
 		err := c.clientResume(ctx, hs)
@@ -215,6 +308,7 @@ func (c *Conn) clientResume(ctx context.Context, hs *clientHandshakeState) error
 	c.restorePeer(st)
 	c.state.Resumed = true
 	c.state.Resumption = hs.session.Resumption()
+	c.state.Negotiated = hs.answer != nil
 	if c.state.Resumption == negotiation.SessionID {
 		c.state.SessionID = hs.serverHello.sessionID
 	}
@@ -288,6 +382,110 @@ func (c *Conn) processServerHello(hs *clientHandshakeState) error {
 	if !hs.ems && c.cfg.ExtendedMasterSecret == RequireExtendedMasterSecret {
 		return localAlert(alertHandshakeFailure, errors.New("server does not support the extended master secret"))
 	}
+	return c.processAnswer(hs)
+}
+
+// processAnswer checks the server's session_resumption_type answer, if the
+// client offered the extension and the server speaks it (spec §3.3, §4.2).
+func (c *Conn) processAnswer(hs *clientHandshakeState) error {
+	if hs.offer == nil {
+		return nil
+	}
+	v, ok := findExtension(hs.serverHello.extensions, c.cfg.resumptionExtension())
+	if !ok {
+		return nil // a server without the extension: RFC 5246/5077 rules apply
+	}
+	a, err := negotiation.ParseServerAnswer(v)
+	if err != nil {
+		return localAlert(alertDecodeError, fmt.Errorf("ServerHello: session_resumption_type: %w", err))
+	}
+	if err := negotiation.CheckSelection(hs.offer.Offered, a.Selected); err != nil {
+		return localAlert(alertIllegalParameter, fmt.Errorf("ServerHello: %w", err))
+	}
+	hs.answer = a
+	echoed := len(hs.hello.sessionID) > 0 && bytes.Equal(hs.serverHello.sessionID, hs.hello.sessionID)
+	_, ticketExt := findExtension(hs.serverHello.extensions, extSessionTicket)
+	switch {
+	case hs.offer.Resume && echoed != (len(a.Ticket) > 0):
+		// Acceptance is the echo and the ticket together; one without
+		// the other is a broken server.
+		return localAlert(alertIllegalParameter, errors.New("ServerHello: session_id echo and client_state ticket disagree"))
+	case len(a.Ticket) > 0 && !hs.offer.Resume:
+		return localAlert(alertIllegalParameter, errors.New("ServerHello: client_state ticket that was not asked for"))
+	case ticketExt && a.Selected != negotiation.SessionTicket:
+		return localAlert(alertIllegalParameter, fmt.Errorf("ServerHello: SessionTicket extension with %v selected", a.Selected))
+	case !echoed && a.Selected == negotiation.SessionTicket && !ticketExt:
+		return localAlert(alertIllegalParameter, errors.New("ServerHello: session_ticket selected without the SessionTicket extension"))
+	case !echoed && a.Selected == negotiation.SessionID && len(hs.serverHello.sessionID) == 0:
+		return localAlert(alertIllegalParameter, errors.New("ServerHello: session_id selected with an empty session_id"))
+	}
+	if len(a.Ticket) > 0 {
+		st, err := c.openClientTicket(a.Ticket)
+		if err != nil {
+			return err
+		}
+		if st.CipherSuite != uint16(hs.suite.id) || st.ExtendedMasterSecret != hs.ems {
+			return localAlert(alertHandshakeFailure, fmt.Errorf("%w: suite or extended master secret differ from the ServerHello", errClientTicket))
+		}
+		hs.clientState = st
+	}
+	return nil
+}
+
+// clientStateResume finishes an abbreviated handshake on the session the
+// server handed back in its ServerHello (spec §4.2): the server's Finished,
+// then [NewSessionTicket], ChangeCipherSpec and Finished from us.
+func (c *Conn) clientStateResume(ctx context.Context, hs *clientHandshakeState) error {
+	st := hs.clientState
+	ms := st.MasterSecret[:]
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
+		return err
+	}
+	if err := c.readPeerFinished(ctx, ms); err != nil {
+		var ae *AlertError
+		if errors.As(err, &ae) && !ae.Remote && errors.Is(err, errBadFinished) {
+			return localAlert(alertDecryptError, fmt.Errorf("%w: %w", errClientTicket, err))
+		}
+		return err
+	}
+	var items []outItem
+	if c.cfg.now().Sub(st.Timestamp) > st.Lifetime/2 {
+		// Refresh: the same session, sealed again with a new expiry.
+		renewed := *st
+		renewed.Timestamp = c.cfg.now()
+		renewed.Lifetime = c.cfg.sessionLifetime()
+		nst, err := c.sealClientTicket(&renewed)
+		if err != nil {
+			return err
+		}
+		it, err := c.handshakeItem(nst, 0)
+		if err != nil {
+			return err
+		}
+		c.addTranscript(it.msgType, it.seq, it.body)
+		items = append(items, it)
+	}
+	vd, err := finishedData(ms, c.transcript, true)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	fin, err := c.handshakeItem(&finishedMsg{verifyData: vd}, 1)
+	if err != nil {
+		return err
+	}
+	c.addTranscript(fin.msgType, fin.seq, fin.body)
+	items = append(items, outItem{ccs: true, epoch: 0}, fin)
+	if err := c.sendFlight(items); err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	c.rl.startWriteEpoch1()
+	c.writeMu.Unlock()
+	c.restorePeer(st)
+	c.state.ServerName = c.cfg.ServerName
+	c.state.Resumed = true
+	c.state.Resumption = negotiation.ClientState
+	c.state.Negotiated = true
 	return nil
 }
 
@@ -413,6 +611,27 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 			return err
 		}
 	}
+	if hs.answer != nil && hs.answer.Selected == negotiation.ClientState {
+		// client_state: our own state, sealed under our key, goes to the
+		// server to hold; we keep nothing (spec §4.1).
+		st := c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), negotiation.ClientState)
+		st.ServerName = c.sessionCacheKey()
+		if len(c.state.PeerCertificates) > 0 {
+			// The ticket crosses the wire in every resumption: name the
+			// server by its public key (raw_public_key, ~91 bytes for
+			// P-256), not by its certificate, so that the reply stays
+			// within the amplification bound and needs no cookie. The
+			// chain was verified now; its expiry stays in cert_not_after.
+			st.Peer = ticketfmt.PeerIdentity{Type: ticketfmt.RawPublicKey, PublicKey: c.state.PeerCertificates[0].RawSubjectPublicKeyInfo}
+		}
+		nst, err := c.sealClientTicket(st)
+		if err != nil {
+			return err
+		}
+		if err := add(nst, 0); err != nil {
+			return err
+		}
+	}
 	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
 		return err
 	}
@@ -441,14 +660,26 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 	}
 	mech := negotiation.None
 	switch {
+	case hs.answer != nil:
+		mech = hs.answer.Selected
+		c.state.Negotiated = true
 	case nst != nil && len(nst.ticket) > 0:
 		mech = negotiation.SessionTicket
 	case len(hs.serverHello.sessionID) > 0:
 		mech = negotiation.SessionID
-		c.state.SessionID = hs.serverHello.sessionID
 	}
 	c.state.Resumption = mech
-	c.saveClientSession(hs.serverHello.sessionID, nst, c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), mech))
+	sessionID := hs.serverHello.sessionID
+	switch mech {
+	case negotiation.SessionID:
+		c.state.SessionID = sessionID
+	case negotiation.SessionTicket:
+		sessionID = nil
+	default:
+		// none or client_state: nothing to keep on this side.
+		sessionID, nst = nil, nil
+	}
+	c.saveClientSession(sessionID, nst, c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), mech))
 	return nil
 }
 

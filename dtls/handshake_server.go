@@ -21,6 +21,7 @@ type serverHandshakeState struct {
 	hello        *clientHelloMsg
 	random       [32]byte
 	suite        *cipherSuite
+	offer        *negotiation.ClientOffer // nil: no session_resumption_type
 	ems          bool
 	offeredEMS   bool
 	renegInfo    bool
@@ -102,11 +103,14 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if err := c.checkClientHello(hs); err != nil {
 		return err
 	}
+	var err error
+	if hs.offer, err = c.cfg.clientOffer(hs.hello); err != nil {
+		return err
+	}
 	if v, ok := findExtension(hs.hello.extensions, extServerName); ok {
 		c.state.ServerName, _ = parseServerName(v)
 	}
 	if !checked {
-		var err error
 		if res, err = findResumption(ctx, c.cfg, hs.hello); err != nil {
 			return err
 		}
@@ -143,6 +147,11 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	if res.renew {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
 	}
+	// In a resumed handshake the answer names the resumed session's type
+	// and, for client_state, hands the client its ticket back.
+	if err := c.addAnswer(hs, sh, res.mech, res.clientTicket); err != nil {
+		return err
+	}
 	if err := add(sh, 0); err != nil {
 		return err
 	}
@@ -174,16 +183,70 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	c.writeMu.Lock()
 	c.rl.startWriteEpoch1()
 	c.writeMu.Unlock()
+	// A client_state client may refresh its ticket before its Finished.
+	refresh, err := c.readClientTicket(ctx, res.mech == negotiation.ClientState)
+	if err != nil {
+		return err
+	}
 	if err := c.readPeerFinished(ctx, ms); err != nil {
 		return err
 	}
 	c.restorePeer(st)
 	c.state.Resumed = true
 	c.state.Resumption = res.mech
-	if res.mech == negotiation.SessionID {
+	c.state.Negotiated = hs.offer != nil
+	switch res.mech {
+	case negotiation.SessionID:
 		c.state.SessionID = res.sessionID
+	case negotiation.ClientState:
+		if refresh != nil {
+			c.storeClientState(ctx, hs.offer.Handle, refresh, st)
+		}
 	}
 	return nil
+}
+
+// addAnswer puts the session_resumption_type answer in a ServerHello when
+// the client sent the extension.
+func (c *Conn) addAnswer(hs *serverHandshakeState, sh *serverHelloMsg, selected negotiation.Type, ticket []byte) error {
+	if hs.offer == nil {
+		return nil
+	}
+	v, err := (&negotiation.ServerAnswer{Selected: selected, Ticket: ticket}).Marshal()
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	sh.extensions = append(sh.extensions, extension{c.cfg.resumptionExtension(), v})
+	return nil
+}
+
+// readClientTicket reads the NewSessionTicket a client_state client sends
+// before its ChangeCipherSpec, if the next message is one. From a client
+// that did not negotiate client_state it is unexpected_message.
+func (c *Conn) readClientTicket(ctx context.Context, allowed bool) (*newSessionTicketMsg, error) {
+	hm, err := c.readHandshake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if hm.typ != typeNewSessionTicket {
+		c.reasm.unpop(hm)
+		return nil, nil
+	}
+	if !allowed {
+		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket from a client that did not negotiate client_state"))
+	}
+	if hm.epoch != 0 {
+		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket after ChangeCipherSpec"))
+	}
+	nst := &newSessionTicketMsg{}
+	if err := nst.unmarshal(hm.body); err != nil {
+		return nil, err
+	}
+	if len(nst.ticket) == 0 {
+		return nil, decodeError("NewSessionTicket", "ticket")
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+	return nst, nil
 }
 
 // skipCookie applies DESIGN.md decision 6: no cookie exchange for a
@@ -372,14 +435,11 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	// Which resumption this session gets: a ticket when the client asks for
 	// one (RFC 5077; no session ID then), else a session ID when the server
 	// keeps sessions.
+	// Exactly the selected mechanism is set up: no session ID unless
+	// session_id, no ticket unless session_ticket (spec §3.3).
 	var sessionID []byte
-	mech := negotiation.None
-	_, offeredTicket := findExtension(hs.hello.extensions, extSessionTicket)
-	switch {
-	case offeredTicket && !c.cfg.SessionTicketsDisabled && c.cfg.TicketKeys != nil:
-		mech = negotiation.SessionTicket
-	case c.cfg.SessionStore != nil:
-		mech = negotiation.SessionID
+	mech := c.cfg.chooseMechanism(hs.hello, hs.offer)
+	if mech == negotiation.SessionID {
 		r, err := newRandom()
 		if err != nil {
 			return localAlert(alertInternalError, err)
@@ -389,6 +449,9 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	sh := c.serverHelloMsg(hs, sessionID)
 	if mech == negotiation.SessionTicket {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
+	}
+	if err := c.addAnswer(hs, sh, mech, nil); err != nil {
+		return err
 	}
 	if err := add(sh, 0); err != nil {
 		return err
@@ -496,6 +559,10 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		c.addTranscript(hm.typ, hm.seq, hm.body)
 		c.state.PeerCertificates = clientCerts
 	}
+	clientTicket, err := c.readClientTicket(ctx, mech == negotiation.ClientState)
+	if err != nil {
+		return err
+	}
 	if err := c.readPeerFinished(ctx, ms); err != nil {
 		return err
 	}
@@ -515,12 +582,20 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	case negotiation.SessionID:
 		if v, err := st.Marshal(); err != nil {
 			c.cfg.logger().Warn("dtls: encoding session", "err", err)
-		} else if err := c.cfg.SessionStore.Put(ctx, sessionID, v, c.cfg.sessionLifetime()); err != nil {
+		} else if err := c.cfg.SessionStore.Put(ctx, sessionIDKey(sessionID), v, c.cfg.sessionLifetime()); err != nil {
 			c.cfg.logger().Warn("dtls: storing session; it will not resume", "err", err)
+		} else {
+			c.state.ResumptionStateBytes = len(sessionIDKey(sessionID)) + len(v)
 		}
 		c.state.SessionID = sessionID
+	case negotiation.ClientState:
+		// Stored only now that the client's Finished verified (spec §4.1).
+		if clientTicket != nil {
+			c.storeClientState(ctx, hs.offer.Handle, clientTicket, st)
+		}
 	}
 	c.state.Resumption = mech
+	c.state.Negotiated = hs.offer != nil
 	vd, err := finishedData(ms, c.transcript, false)
 	if err != nil {
 		return localAlert(alertInternalError, err)

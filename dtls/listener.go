@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -126,7 +127,7 @@ func (l *Listener) readLoop() {
 		l.mu.Lock()
 		conn := l.conns[key]
 		l.mu.Unlock()
-		if conn != nil && !(conn.hsDone.Load() && isInitialClientHello(d)) {
+		if conn != nil && !(isInitialClientHello(d) && (conn.hsDone.Load() || !conn.sameHello(d))) {
 			conn.deliver(append([]byte(nil), d...))
 			continue
 		}
@@ -160,6 +161,13 @@ func (l *Listener) skipCookie(first *firstHello) bool {
 	return l.cfg.skipCookie(ctx, first)
 }
 
+// sameHello reports whether d carries the ClientHello (same random) that
+// started c's handshake: a retransmission, not a new handshake.
+func (c *Conn) sameHello(d []byte) bool {
+	const at = recordHeaderLen + handshakeHeaderLen + 2
+	return len(d) >= at+32 && bytes.Equal(d[at:at+32], c.helloRandom[:])
+}
+
 // isInitialClientHello reports a plaintext epoch-0 handshake record, the
 // only thing a peer that lost its association can send.
 func isInitialClientHello(d []byte) bool {
@@ -170,6 +178,7 @@ func isInitialClientHello(d []byte) bool {
 func (l *Listener) startHandshake(addr net.Addr, key string, first *firstHello) {
 	c := newConn(l.pconn, addr, l.cfg, false)
 	c.first = first
+	c.helloRandom = first.hello.random
 	// The server's counts start at the ClientHello that carried a valid
 	// cookie; the stateless exchange before it belongs to no connection.
 	c.stats.datagramsReceived.Add(1)

@@ -18,42 +18,128 @@ type resumption struct {
 	mech      negotiation.Type // SessionID or SessionTicket
 	sessionID []byte           // echoed in the ServerHello
 	renew     bool             // send a fresh ticket
+	// clientTicket is the client's own sealed state (client_state), which
+	// goes back in the ServerHello.
+	clientTicket []byte
 }
 
 // errEMSDowngrade is RFC 7627 §5.3: a session made with the extended master
 // secret must not be resumed by a hello without it.
 var errEMSDowngrade = errors.New("ClientHello: resumes a session with the extended master secret but does not offer it")
 
-// findResumption looks up the session a ClientHello asks for: the ticket in
-// its SessionTicket extension, else its session ID in the SessionStore. It
-// returns nil when there is nothing to resume, and an error only when the
-// handshake must fail.
+// clientOffer parses the client's session_resumption_type extension; nil
+// when it sent none.
+func (cfg *Config) clientOffer(hello *clientHelloMsg) (*negotiation.ClientOffer, error) {
+	v, ok := findExtension(hello.extensions, cfg.resumptionExtension())
+	if !ok {
+		return nil, nil
+	}
+	o, err := negotiation.ParseClientOffer(v)
+	if err != nil {
+		return nil, localAlert(alertDecodeError, fmt.Errorf("ClientHello: session_resumption_type: %w", err))
+	}
+	return o, nil
+}
+
+// serverAllows reports whether a server may use mechanism t: its policy
+// allows it and its configuration supports it.
+func (cfg *Config) serverAllows(t negotiation.Type) bool {
+	if cfg.Resumption != nil && !negotiation.Policy(cfg.Resumption).Allows(t) {
+		return false
+	}
+	switch t {
+	case negotiation.None:
+		return true
+	case negotiation.SessionTicket:
+		return !cfg.SessionTicketsDisabled && cfg.TicketKeys != nil
+	case negotiation.SessionID, negotiation.ClientState:
+		return cfg.SessionStore != nil
+	}
+	return false
+}
+
+// findResumption looks up the session a ClientHello asks for: a
+// client_state record by handle when the client asks for one back, else the
+// ticket in its SessionTicket extension, else its session ID. It returns nil
+// when there is nothing to resume, and an error only when the handshake
+// must fail.
 func findResumption(ctx context.Context, cfg *Config, hello *clientHelloMsg) (*resumption, error) {
+	offer, err := cfg.clientOffer(hello)
+	if err != nil {
+		return nil, err
+	}
 	var res *resumption
-	if ticket, ok := findExtension(hello.extensions, extSessionTicket); ok && len(ticket) > 0 && !cfg.SessionTicketsDisabled && cfg.TicketKeys != nil {
+	ticket, _ := findExtension(hello.extensions, extSessionTicket)
+	switch {
+	case offer != nil && offer.Resume:
+		// The session ID is a fresh random value here: never look it up.
+		if !cfg.serverAllows(negotiation.ClientState) {
+			return nil, nil
+		}
+		v, err := cfg.SessionStore.Get(ctx, clientStateKeyName(offer.Handle))
+		if err != nil {
+			return nil, nil
+		}
+		rec, err := parseClientStateRecord(v)
+		if err != nil {
+			cfg.logger().Warn("dtls: undecodable client_state record in the store", "err", err)
+			return nil, nil
+		}
+		res = &resumption{state: rec.state, mech: negotiation.ClientState, sessionID: hello.sessionID, clientTicket: rec.ticket}
+	case len(ticket) > 0 && cfg.serverAllows(negotiation.SessionTicket):
 		st, err := cfg.TicketKeys.Open(ticket, ticketfmt.LabelServer)
 		if err != nil {
 			cfg.logger().Debug("dtls: ticket not accepted", "err", err)
-		} else {
-			res = &resumption{state: st, mech: negotiation.SessionTicket, sessionID: hello.sessionID}
-			res.renew = cfg.now().Sub(st.Timestamp) > st.Lifetime/2
+			return nil, nil
 		}
-	}
-	if res == nil && len(hello.sessionID) > 0 && cfg.SessionStore != nil {
-		v, err := cfg.SessionStore.Get(ctx, hello.sessionID)
-		if err == nil {
-			st, err := ticketfmt.ParseState(v)
-			if err != nil {
-				cfg.logger().Warn("dtls: undecodable session in the store", "err", err)
-			} else {
-				res = &resumption{state: st, mech: negotiation.SessionID, sessionID: hello.sessionID}
-			}
+		res = &resumption{state: st, mech: negotiation.SessionTicket, sessionID: hello.sessionID}
+		res.renew = cfg.now().Sub(st.Timestamp) > st.Lifetime/2
+	case len(hello.sessionID) > 0 && cfg.serverAllows(negotiation.SessionID):
+		v, err := cfg.SessionStore.Get(ctx, sessionIDKey(hello.sessionID))
+		if err != nil {
+			return nil, nil
 		}
-	}
-	if res == nil {
+		st, err := ticketfmt.ParseState(v)
+		if err != nil {
+			cfg.logger().Warn("dtls: undecodable session in the store", "err", err)
+			return nil, nil
+		}
+		res = &resumption{state: st, mech: negotiation.SessionID, sessionID: hello.sessionID}
+	default:
 		return nil, nil
 	}
 	return res, res.check(cfg, hello)
+}
+
+// chooseMechanism is the server's pick for a full handshake: the first
+// type in the client's order that the server allows (DESIGN.md decision 3).
+// A client without the extension implicitly offers a ticket if it sent the
+// SessionTicket extension, then a session ID (RFC 5077 §3.4, RFC 5246).
+func (cfg *Config) chooseMechanism(hello *clientHelloMsg, offer *negotiation.ClientOffer) negotiation.Type {
+	_, ticketExt := findExtension(hello.extensions, extSessionTicket)
+	var offered []negotiation.Type
+	if offer != nil {
+		offered = offer.Offered
+	} else {
+		if ticketExt {
+			offered = append(offered, negotiation.SessionTicket)
+		}
+		offered = append(offered, negotiation.SessionID)
+	}
+	var allowed negotiation.Policy
+	for _, t := range offered {
+		ok := cfg.serverAllows(t)
+		switch t {
+		case negotiation.SessionTicket:
+			ok = ok && ticketExt // the ticket travels in RFC 5077's messages
+		case negotiation.ClientState:
+			ok = ok && len(offer.Handle) == negotiation.HandleSize
+		}
+		if ok {
+			allowed = append(allowed, t)
+		}
+	}
+	return negotiation.Select(offered, allowed)
 }
 
 // check applies the rules under which a found session may be resumed; it
@@ -102,6 +188,7 @@ func abbreviatedFlightSize(res *resumption) int {
 	if res.renew {
 		n += 4 + handshakeHeaderLen + 4 + 2 + len(res.state.ServerName) + 160 // SessionTicket ext + NewSessionTicket
 	}
+	n += 4 + 1 + 2 + len(res.clientTicket) // session_resumption_type answer
 	n += recordHeaderLen + 1                                    // ChangeCipherSpec
 	n += recordHeaderLen + s.overhead + handshakeHeaderLen + 12 // Finished
 	return n
@@ -135,4 +222,7 @@ func (c *Conn) saveClientSession(sessionID []byte, nst *newSessionTicketMsg, st 
 		return
 	}
 	cache.Put(c.sessionCacheKey(), s)
+	if b, err := s.Marshal(); err == nil {
+		c.state.ResumptionStateBytes = len(c.sessionCacheKey()) + len(b)
+	}
 }
