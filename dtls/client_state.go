@@ -96,7 +96,7 @@ func parseClientStateRecord(data []byte) (*clientStateRecord, error) {
 }
 
 // Store keys: one SessionStore holds session IDs and client_state records.
-func sessionIDKey(id []byte) []byte         { return append([]byte("sid/"), id...) }
+func sessionIDKey(id []byte) []byte           { return append([]byte("sid/"), id...) }
 func clientStateKeyName(handle []byte) []byte { return append([]byte("csh/"), handle...) }
 
 // storeClientState keeps a client's ticket after its Finished verified.

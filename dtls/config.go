@@ -2,9 +2,9 @@ package dtls
 
 import (
 	"crypto/tls"
-	"fmt"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 

@@ -78,7 +78,7 @@ type Conn struct {
 	lastSend       time.Time
 	peerRetransmit bool
 	peerCCS        bool
-	early          [][]byte    // epoch-1 records that came before their keys
+	early          [][]byte // epoch-1 records that came before their keys
 	first          *firstHello
 	// noClientStateResume: the retry after a client_state ticket that did
 	// not work asks for a fresh session.
@@ -87,9 +87,9 @@ type Conn struct {
 	// connection started with; another one from the same address is a new
 	// handshake.
 	helloRandom [32]byte // server: the ClientHello whose cookie was checked
-	transcript     []byte
-	appData        [][]byte
-	readErr        error
+	transcript  []byte
+	appData     [][]byte
+	readErr     error
 
 	state ConnectionState
 	stats struct {

@@ -188,7 +188,7 @@ func abbreviatedFlightSize(res *resumption) int {
 	if res.renew {
 		n += 4 + handshakeHeaderLen + 4 + 2 + len(res.state.ServerName) + 160 // SessionTicket ext + NewSessionTicket
 	}
-	n += 4 + 1 + 2 + len(res.clientTicket) // session_resumption_type answer
+	n += 4 + 1 + 2 + len(res.clientTicket)                      // session_resumption_type answer
 	n += recordHeaderLen + 1                                    // ChangeCipherSpec
 	n += recordHeaderLen + s.overhead + handshakeHeaderLen + 12 // Finished
 	return n
