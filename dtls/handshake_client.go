@@ -317,6 +317,8 @@ func (c *Conn) clientResume(ctx context.Context, hs *clientHandshakeState) error
 		renewed.Timestamp = c.cfg.now()
 		renewed.Lifetime = c.cfg.sessionLifetime()
 		c.saveClientSession(nil, nst, &renewed)
+	} else if b, err := hs.session.Marshal(); err == nil {
+		c.state.ResumptionStateBytes = len(c.sessionCacheKey()) + len(b)
 	}
 	return nil
 }

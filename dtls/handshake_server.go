@@ -195,6 +195,7 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	c.state.Resumed = true
 	c.state.Resumption = res.mech
 	c.state.Negotiated = hs.offer != nil
+	c.state.ResumptionStateBytes = res.storedBytes
 	switch res.mech {
 	case negotiation.SessionID:
 		c.state.SessionID = res.sessionID

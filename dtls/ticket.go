@@ -21,6 +21,9 @@ type resumption struct {
 	// clientTicket is the client's own sealed state (client_state), which
 	// goes back in the ServerHello.
 	clientTicket []byte
+	// storedBytes is what the server keeps for this session (key and
+	// value in its SessionStore; 0 for tickets).
+	storedBytes int
 }
 
 // errEMSDowngrade is RFC 7627 §5.3: a session made with the extended master
@@ -85,7 +88,8 @@ func findResumption(ctx context.Context, cfg *Config, hello *clientHelloMsg) (*r
 			cfg.logger().Warn("dtls: undecodable client_state record in the store", "err", err)
 			return nil, nil
 		}
-		res = &resumption{state: rec.state, mech: negotiation.ClientState, sessionID: hello.sessionID, clientTicket: rec.ticket}
+		res = &resumption{state: rec.state, mech: negotiation.ClientState, sessionID: hello.sessionID, clientTicket: rec.ticket,
+			storedBytes: len(clientStateKeyName(offer.Handle)) + len(v)}
 	case len(ticket) > 0 && cfg.serverAllows(negotiation.SessionTicket):
 		st, err := cfg.TicketKeys.Open(ticket, ticketfmt.LabelServer)
 		if err != nil {
@@ -104,7 +108,8 @@ func findResumption(ctx context.Context, cfg *Config, hello *clientHelloMsg) (*r
 			cfg.logger().Warn("dtls: undecodable session in the store", "err", err)
 			return nil, nil
 		}
-		res = &resumption{state: st, mech: negotiation.SessionID, sessionID: hello.sessionID}
+		res = &resumption{state: st, mech: negotiation.SessionID, sessionID: hello.sessionID,
+			storedBytes: len(sessionIDKey(hello.sessionID)) + len(v)}
 	default:
 		return nil, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,12 +16,14 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/negotiation"
+	"github.com/dtlsresume/dtlsresume/store"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 )
 
 // demoRow is one handshake of the demo.
 type demoRow struct {
-	Kind              string  `json:"kind"`
+	Type              string  `json:"type"`
 	Suite             string  `json:"suite"`
 	Resumed           bool    `json:"resumed"`
 	DatagramsSent     int     `json:"datagrams_sent"`
@@ -28,19 +31,31 @@ type demoRow struct {
 	BytesSent         int     `json:"bytes_sent"`
 	BytesReceived     int     `json:"bytes_received"`
 	HandshakeMS       float64 `json:"handshake_ms"`
+	ClientStateBytes  int     `json:"client_state_bytes"`
+	ServerStateBytes  int     `json:"server_state_bytes"`
 }
 
-// cmdDemo starts an echo server on loopback and runs a client through a
-// handshake per suite, printing what each cost on the wire.
+// demoTypes are the resumption types the demo negotiates, each with a
+// server that allows every type and a client that offers only that one.
+var demoTypes = []negotiation.Type{negotiation.SessionID, negotiation.SessionTicket, negotiation.ClientState, negotiation.None}
+
+// cmdDemo starts an echo server on loopback that allows every resumption
+// type, and for each type runs a client through a full handshake and a
+// resumption, printing what each cost on the wire and what each side keeps.
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "one JSON object per handshake instead of a table")
+	suiteName := fs.String("suite", "PSK-AES128-CCM8", "cipher suite of every handshake")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	suites, err := dtls.ParseCipherSuites(*suiteName)
+	if err != nil || len(suites) != 1 {
+		return usagef("--suite %q: want one suite name", *suiteName)
 	}
 	cert, err := selfsign.GenerateSelfSignedWithDNS("localhost", "localhost")
 	if err != nil {
@@ -56,36 +71,58 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	scfg := &dtls.Config{
 		Certificates: []tls.Certificate{cert},
 		PSK:          func([]byte) ([]byte, error) { return key, nil },
+		SessionStore: store.NewMemory(store.MemoryConfig{}),
 	}
 	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, scfg)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	serverStates := make(chan dtls.ConnectionState, 1)
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
-			go serveEcho(c.(*dtls.Conn), slog.New(slog.DiscardHandler))
+			dc := c.(*dtls.Conn)
+			serverStates <- dc.ConnectionState()
+			go serveEcho(dc, slog.New(slog.DiscardHandler))
 		}
 	}()
 
 	var rows []demoRow
-	for _, suite := range dtls.CipherSuites() {
-		ccfg := &dtls.Config{
-			CipherSuites:    []dtls.CipherSuiteID{suite},
-			PSK:             func([]byte) ([]byte, error) { return key, nil },
-			PSKIdentityHint: []byte(demoPSKIdentity),
-			RootCAs:         roots,
-			ServerName:      "localhost",
+	for _, typ := range demoTypes {
+		cache := dtls.NewLRUClientSessionCache(1)
+		for _, kind := range []string{"full", "resumed"} {
+			ccfg := &dtls.Config{
+				CipherSuites:    suites,
+				PSK:             func([]byte) ([]byte, error) { return key, nil },
+				PSKIdentityHint: []byte(demoPSKIdentity),
+				RootCAs:         roots,
+				ServerName:      "localhost",
+				Resumption:      []negotiation.Type{typ},
+			}
+			if typ != negotiation.ClientState {
+				// client_state keeps nothing: a fresh Config every time,
+				// as a new process would have.
+				ccfg.ClientSessionCache = cache
+			}
+			row, err := demoHandshake(l.Addr().(*net.UDPAddr), ccfg)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", typ, kind, err)
+			}
+			select {
+			case st := <-serverStates:
+				row.ServerStateBytes = st.ResumptionStateBytes
+			case <-time.After(5 * time.Second):
+				return errors.New("the server did not report its connection")
+			}
+			if row.Resumed != (kind == "resumed" && typ != negotiation.None) {
+				return fmt.Errorf("%s %s: resumed=%v", typ, kind, row.Resumed)
+			}
+			rows = append(rows, row)
 		}
-		row, err := demoHandshake(l.Addr().(*net.UDPAddr), ccfg, "full")
-		if err != nil {
-			return fmt.Errorf("%s: %w", suite, err)
-		}
-		rows = append(rows, row)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -97,15 +134,15 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\tsuite\tresumed\tdatagrams out/in\tbytes out/in\ttime (ms)\t")
+	fmt.Fprintln(tw, "type\tsuite\tresumed\tdatagrams out/in\tbytes out/in\ttime (ms)\tclient keeps (B)\tserver keeps (B)\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%d/%d\t%d/%d\t%.2f\t\n", r.Kind, r.Suite, r.Resumed,
-			r.DatagramsSent, r.DatagramsReceived, r.BytesSent, r.BytesReceived, r.HandshakeMS)
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%d/%d\t%d/%d\t%.2f\t%d\t%d\t\n", r.Type, r.Suite, r.Resumed,
+			r.DatagramsSent, r.DatagramsReceived, r.BytesSent, r.BytesReceived, r.HandshakeMS, r.ClientStateBytes, r.ServerStateBytes)
 	}
 	return tw.Flush()
 }
 
-func demoHandshake(addr *net.UDPAddr, cfg *dtls.Config, kind string) (demoRow, error) {
+func demoHandshake(addr *net.UDPAddr, cfg *dtls.Config) (demoRow, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := dtls.DialContext(ctx, "udp", addr, cfg)
@@ -128,9 +165,10 @@ func demoHandshake(addr *net.UDPAddr, cfg *dtls.Config, kind string) (demoRow, e
 	}
 	st := c.ConnectionState()
 	return demoRow{
-		Kind: kind, Suite: st.CipherSuite.String(), Resumed: st.Resumed,
+		Type: st.Resumption.String(), Suite: st.CipherSuite.String(), Resumed: st.Resumed,
 		DatagramsSent: st.HandshakeDatagramsSent, DatagramsReceived: st.HandshakeDatagramsReceived,
 		BytesSent: st.HandshakeBytesSent, BytesReceived: st.HandshakeBytesReceived,
-		HandshakeMS: float64(st.HandshakeDuration.Microseconds()) / 1000,
+		HandshakeMS:      float64(st.HandshakeDuration.Microseconds()) / 1000,
+		ClientStateBytes: st.ResumptionStateBytes,
 	}, nil
 }

@@ -81,7 +81,7 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 		dc := c.(*dtls.Conn)
 		st := dc.ConnectionState()
 		logger.Info("handshake complete", "peer", c.RemoteAddr().String(), "suite", st.CipherSuite.String(),
-			"resumed", st.Resumed, "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
+			"resumed", st.Resumed, "resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
 		go serveEcho(dc, logger)
 	}
 }

@@ -195,3 +195,72 @@ func TestDialSessionFileResumesAcrossRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestDialClientStateFreshProcesses is the client_state promise: each dial
+// is a new process that holds nothing but its PSK, and from the second run
+// on it resumes in three datagrams because the server kept its ticket.
+func TestDialClientStateFreshProcesses(t *testing.T) {
+	_, addr := startListen(t, "--resumption", "client_state,session_ticket,session_id")
+	psk := "dtlsresume:" + hex.EncodeToString([]byte("secretPSK-dtlsresume"))
+	for i, wantResumed := range []bool{false, true, true} {
+		out, err := exec.Command(binary, "dial", "--addr", addr, "--psk", psk, "--resumption", "client_state",
+			"--message", "x", "--json").Output()
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		var res dialResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Resumed != wantResumed || res.Resumption != "client_state" {
+			t.Fatalf("run %d: resumed=%v resumption=%s", i, res.Resumed, res.Resumption)
+		}
+		if wantResumed && (res.DatagramsSent != 2 || res.DatagramsReceived != 1) {
+			t.Errorf("run %d: %d/%d datagrams, want 2/1", i, res.DatagramsSent, res.DatagramsReceived)
+		}
+	}
+}
+
+// TestDemo runs the README's first command and checks its rows.
+func TestDemo(t *testing.T) {
+	code, out, stderr := runCmd("demo", "--json")
+	if code != 0 {
+		t.Fatalf("demo exit %d: %s", code, stderr)
+	}
+	var rows []demoRow
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var r demoRow
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 2*len(demoTypes) {
+		t.Fatalf("%d rows, want %d", len(rows), 2*len(demoTypes))
+	}
+	for i, r := range rows {
+		typ := demoTypes[i/2]
+		resumed := i%2 == 1 && typ.String() != "none"
+		if r.Type != typ.String() || r.Resumed != resumed {
+			t.Errorf("row %d: %+v", i, r)
+		}
+		if resumed && (r.DatagramsSent != 2 || r.DatagramsReceived != 1) {
+			t.Errorf("row %d: resumed in %d/%d datagrams", i, r.DatagramsSent, r.DatagramsReceived)
+		}
+		switch typ.String() {
+		case "client_state":
+			if r.ClientStateBytes != 0 || r.ServerStateBytes == 0 {
+				t.Errorf("client_state row %d keeps %d/%d bytes (client/server)", i, r.ClientStateBytes, r.ServerStateBytes)
+			}
+		case "session_ticket":
+			if r.ServerStateBytes != 0 || r.ClientStateBytes == 0 {
+				t.Errorf("session_ticket row %d keeps %d/%d bytes", i, r.ClientStateBytes, r.ServerStateBytes)
+			}
+		case "session_id":
+			if r.ServerStateBytes == 0 || r.ClientStateBytes == 0 {
+				t.Errorf("session_id row %d keeps %d/%d bytes", i, r.ClientStateBytes, r.ServerStateBytes)
+			}
+		}
+	}
+}

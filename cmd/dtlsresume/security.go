@@ -29,7 +29,7 @@ const (
 type securityFlags struct {
 	addr, psk, cert, key, ca, suites, serverName string
 	insecure                                     bool
-	resumption                                   string
+	resumption, clientStateKey                   string
 	mtu                                          int
 	retransmit, timeout                          time.Duration
 }
@@ -46,7 +46,10 @@ func (s *securityFlags) register(fs *flag.FlagSet, client bool) {
 		fs.StringVar(&s.serverName, "server-name", "", "name the server certificate must carry (default: the dialled host)")
 		fs.DurationVar(&s.timeout, "timeout", 10*time.Second, "handshake and reply timeout")
 	}
-	fs.StringVar(&s.resumption, "resumption", "session_ticket,session_id", "ordered resumption mechanisms to offer (dial) or allow (listen): none, session_id, session_ticket")
+	fs.StringVar(&s.resumption, "resumption", "session_ticket,session_id", "ordered resumption mechanisms to offer (dial) or allow (listen): none, session_id, session_ticket, client_state")
+	if client {
+		fs.StringVar(&s.clientStateKey, "client-state-key", "", "16-byte hex key for client_state tickets (default: derived from the PSK or --key)")
+	}
 	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256)")
 	fs.StringVar(&s.key, "key", "", "PEM private key for --cert")
 }
@@ -121,14 +124,20 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 		return nil, usagef("--resumption: %v", err)
 	}
 	allowed := negotiation.Policy(types)
-	for _, t := range types {
-		if t == negotiation.ClientState {
-			return nil, usagef("--resumption: client_state is not available in this build")
-		}
-	}
+	cfg.Resumption = types
 	cfg.SessionTicketsDisabled = !allowed.Allows(negotiation.SessionTicket)
-	if !client && allowed.Allows(negotiation.SessionID) {
+	if !client && (allowed.Allows(negotiation.SessionID) || allowed.Allows(negotiation.ClientState)) {
 		cfg.SessionStore = store.NewMemory(store.MemoryConfig{})
+	}
+	if s.clientStateKey != "" {
+		if !client {
+			return nil, usagef("--client-state-key is a dial flag")
+		}
+		key, err := hex.DecodeString(s.clientStateKey)
+		if err != nil || len(key) != 16 {
+			return nil, usagef("--client-state-key: want 32 hex digits (16 bytes)")
+		}
+		cfg.ClientStateKey = key
 	}
 	if client {
 		if s.ca != "" {
