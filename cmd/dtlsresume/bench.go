@@ -50,7 +50,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\tstack\ttime (ms)\tdatagrams out/in\tbytes out/in\tround trips\ttime ours/pion\tbytes ours/pion\t")
+	fmt.Fprintln(tw, "kind\tstack\ttime (ms)\tdatagrams out/in\tbytes out/in\tround trips\tclient keeps (B)\tserver keeps (B)\ttime ours/pion\tbytes ours/pion\t")
 	for i := 0; i < len(rows); i += 2 {
 		ours, pion := rows[i], rows[i+1]
 		for j, r := range []handshakebench.Result{ours, pion} {
@@ -59,8 +59,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 				ratioT = fmt.Sprintf("%.2f", ours.TimeMS/pion.TimeMS)
 				ratioB = fmt.Sprintf("%.2f", (ours.BytesSent+ours.BytesReceived)/(pion.BytesSent+pion.BytesReceived))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.1f/%.1f\t%.0f/%.0f\t%.1f\t%s\t%s\t\n", r.Kind, r.Stack, r.TimeMS,
-				r.DatagramsSent, r.DatagramsReceived, r.BytesSent, r.BytesReceived, r.RoundTrips, ratioT, ratioB)
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.1f/%.1f\t%.0f/%.0f\t%.1f\t%.0f\t%.0f\t%s\t%s\t\n", r.Kind, r.Stack, r.TimeMS,
+				r.DatagramsSent, r.DatagramsReceived, r.BytesSent, r.BytesReceived, r.RoundTrips, r.ClientKeeps, r.ServerKeeps, ratioT, ratioB)
 		}
 	}
 	return tw.Flush()

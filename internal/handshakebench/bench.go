@@ -36,8 +36,10 @@ var Kinds = []Kind{
 	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None},
 	{"resumed session_id PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionID},
 	{"resumed session_ticket PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionTicket},
+	{"resumed client_state PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.ClientState},
 	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID},
 	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket},
+	{"resumed client_state ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.ClientState},
 }
 
 // pionStore is a pion SessionStore in memory.
@@ -90,6 +92,34 @@ type Result struct {
 	// RoundTrips counts the times the client waited for the server: a
 	// received datagram that follows one the client sent.
 	RoundTrips float64 `json:"round_trips"`
+	// ClientKeeps and ServerKeeps are the bytes each side holds between
+	// connections to resume the session (for pion: the byte fields of its
+	// Session entry).
+	ClientKeeps float64 `json:"client_keeps_bytes"`
+	ServerKeeps float64 `json:"server_keeps_bytes"`
+}
+
+// pionSessionBytes is what a pion Session entry holds in byte fields.
+func pionSessionBytes(key []byte, s piondtls.Session) int {
+	n := len(key) + len(s.ID) + len(s.Secret) + len(s.IdentityHint) + len(s.PSKHash) + 2 + 1 + 1 + 1
+	for _, c := range s.PeerCertificates {
+		n += len(c)
+	}
+	return n
+}
+
+// bytesPerEntry averages the entries of a pion store.
+func (s *pionStore) bytesPerEntry() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) == 0 {
+		return 0
+	}
+	n := 0
+	for k, v := range s.m {
+		n += pionSessionBytes([]byte(k), v)
+	}
+	return float64(n) / float64(len(s.m))
 }
 
 var psk = []byte("benchmark-psk-0123456789abcdef")
@@ -123,15 +153,17 @@ func (c *counter) ReadFrom(p []byte) (int, net.Addr, error) {
 // Bench holds the servers of both stacks for one kind, and for resumed
 // kinds the clients' session caches.
 type Bench struct {
-	kind      Kind
-	oursCache dtls.ClientSessionCache
-	pionCache *pionStore
-	pool      *x509.CertPool
-	ours      *dtls.Listener
-	pion      net.Listener
-	oursAddr  *net.UDPAddr
-	pionAddr  *net.UDPAddr
-	done      map[Stack]int // handshakes made per stack
+	kind            Kind
+	oursCache       dtls.ClientSessionCache
+	pionCache       *pionStore
+	pionServerStore *pionStore
+	serverKeeps     atomic.Int64 // our server's ResumptionStateBytes, last handshake
+	pool            *x509.CertPool
+	ours            *dtls.Listener
+	pion            net.Listener
+	oursAddr        *net.UDPAddr
+	pionAddr        *net.UDPAddr
+	done            map[Stack]int // handshakes made per stack
 }
 
 // primed reports whether stack already made the handshake that gives a
@@ -156,7 +188,8 @@ func New(kind Kind) (*Bench, error) {
 	pcfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
 	if kind.Resume != negotiation.None {
 		ocfg.SessionStore = store.NewMemory(store.MemoryConfig{})
-		pcfg.SessionStore = newPionStore()
+		b.pionServerStore = newPionStore()
+		pcfg.SessionStore = b.pionServerStore
 		b.oursCache = dtls.NewLRUClientSessionCache(1)
 		b.pionCache = newPionStore()
 	}
@@ -170,7 +203,10 @@ func New(kind Kind) (*Bench, error) {
 	if b.ours, err = dtls.Listen("udp", lo, ocfg); err != nil {
 		return nil, err
 	}
-	go serve(b.ours, func(c net.Conn) error { return nil })
+	go serve(b.ours, func(c net.Conn) error {
+		b.serverKeeps.Store(int64(c.(*dtls.Conn).ConnectionState().ResumptionStateBytes))
+		return nil
+	})
 	if b.pion, err = piondtls.Listen("udp", lo, pcfg); err != nil {
 		b.ours.Close()
 		return nil, err
@@ -232,11 +268,20 @@ func (b *Bench) One(stack Stack) (Result, error) {
 	cnt := &counter{PacketConn: pc}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var elapsed time.Duration
+	var clientKeeps float64
 	start := time.Now()
 	switch stack {
 	case Ours:
-		cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{b.kind.Ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret,
-			ClientSessionCache: b.oursCache, SessionTicketsDisabled: b.kind.Resume != negotiation.SessionTicket}
+		cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{b.kind.Ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+		if b.kind.Resume != negotiation.None {
+			cfg.Resumption = []negotiation.Type{b.kind.Resume}
+			if b.kind.Resume != negotiation.ClientState {
+				cfg.ClientSessionCache = b.oursCache
+			} else if !b.kind.PSK {
+				cfg.ClientStateKey = []byte("bench client key")
+			}
+		}
 		if b.kind.PSK {
 			cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
 			cfg.PSKIdentityHint = []byte("bench")
@@ -251,9 +296,12 @@ func (b *Bench) One(stack Stack) (Result, error) {
 		if err := c.HandshakeContext(ctx); err != nil {
 			return Result{}, fmt.Errorf("%s %s: %w", stack, b.kind.Name, err)
 		}
-		if st := c.ConnectionState(); b.primed(stack) && st.Resumed != (b.kind.Resume != negotiation.None) {
+		elapsed = time.Since(start)
+		st := c.ConnectionState()
+		if b.primed(stack) && st.Resumed != (b.kind.Resume != negotiation.None) {
 			return Result{}, fmt.Errorf("%s %s: resumed=%v", stack, b.kind.Name, st.Resumed)
 		}
+		clientKeeps = float64(st.ResumptionStateBytes)
 	case Pion:
 		cfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{b.kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
 		if b.pionCache != nil {
@@ -273,12 +321,13 @@ func (b *Bench) One(stack Stack) (Result, error) {
 		if err := c.HandshakeContext(ctx); err != nil {
 			return Result{}, fmt.Errorf("%s %s: %w", stack, b.kind.Name, err)
 		}
+		elapsed = time.Since(start)
 	default:
 		return Result{}, errors.New("unknown stack " + string(stack))
 	}
 	b.done[stack]++
 	r := Result{
-		Kind: b.kind.Name, Stack: stack, Handshakes: 1, Time: time.Since(start),
+		Kind: b.kind.Name, Stack: stack, Handshakes: 1, Time: elapsed, ClientKeeps: clientKeeps,
 		DatagramsSent: float64(cnt.dgOut.Load()), DatagramsReceived: float64(cnt.dgIn.Load()),
 		BytesSent: float64(cnt.bOut.Load()), BytesReceived: float64(cnt.bIn.Load()),
 		RoundTrips: float64(cnt.rtt.Load()),
@@ -306,6 +355,7 @@ func (b *Bench) Run(n int) ([2]Result, error) {
 			s.BytesSent += r.BytesSent
 			s.BytesReceived += r.BytesReceived
 			s.RoundTrips += r.RoundTrips
+			s.ClientKeeps += r.ClientKeeps
 		}
 	}
 	for j := range sum {
@@ -318,6 +368,18 @@ func (b *Bench) Run(n int) ([2]Result, error) {
 		s.BytesSent /= k
 		s.BytesReceived /= k
 		s.RoundTrips /= k
+		s.ClientKeeps /= k
+	}
+	if b.kind.Resume != negotiation.None {
+		// What the servers hold per session once the handshakes are done;
+		// our server reports it when Accept returns, so give the serving
+		// goroutine a moment.
+		for i := 0; i < 100 && b.serverKeeps.Load() == 0 && b.kind.Resume != negotiation.SessionTicket; i++ {
+			time.Sleep(time.Millisecond)
+		}
+		sum[0].ServerKeeps = float64(b.serverKeeps.Load())
+		sum[1].ServerKeeps = b.pionServerStore.bytesPerEntry()
+		sum[1].ClientKeeps = b.pionCache.bytesPerEntry()
 	}
 	return sum, nil
 }

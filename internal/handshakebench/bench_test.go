@@ -2,6 +2,8 @@ package handshakebench
 
 import (
 	"testing"
+
+	"github.com/dtlsresume/dtlsresume/negotiation"
 )
 
 // BenchmarkHandshake runs full handshakes of each kind with both stacks in
@@ -53,6 +55,21 @@ func TestRunMeasuresBothStacks(t *testing.T) {
 		want, wantRTT := 3.0, 3.0 // CH, CH+cookie, flight 5; each waits for an answer
 		if kind.Resume != 0 {
 			want, wantRTT = 2, 1 // CH, then CCS+Finished: the cookie exchange is skipped
+		}
+		ours := res[0]
+		switch kind.Resume {
+		case negotiation.ClientState:
+			if ours.ClientKeeps != 0 || ours.ServerKeeps == 0 {
+				t.Errorf("%s: client/server keep %.0f/%.0f bytes", kind.Name, ours.ClientKeeps, ours.ServerKeeps)
+			}
+		case negotiation.SessionTicket:
+			if ours.ClientKeeps == 0 || ours.ServerKeeps != 0 {
+				t.Errorf("%s: client/server keep %.0f/%.0f bytes", kind.Name, ours.ClientKeeps, ours.ServerKeeps)
+			}
+		case negotiation.SessionID:
+			if ours.ClientKeeps == 0 || ours.ServerKeeps == 0 {
+				t.Errorf("%s: client/server keep %.0f/%.0f bytes", kind.Name, ours.ClientKeeps, ours.ServerKeeps)
+			}
 		}
 		if res[0].RoundTrips != wantRTT {
 			t.Errorf("%s: %.1f round trips, want %.0f", kind.Name, res[0].RoundTrips, wantRTT)
