@@ -104,7 +104,7 @@ func clientStateKeyName(handle []byte) []byte { return append([]byte("csh/"), ha
 // (spec §6); an anonymous client can only replace an anonymous record.
 func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSessionTicketMsg, st *ticketfmt.State) {
 	key := clientStateKeyName(handle)
-	if old, err := c.cfg.SessionStore.Get(ctx, key); err == nil {
+	if old, err := c.cfg.storeGet(ctx, key); err == nil {
 		if rec, err := parseClientStateRecord(old); err == nil && !rec.state.Peer.Equal(&st.Peer) {
 			c.cfg.logger().Warn("dtls: client_state ticket for a handle bound to another client; not stored", "peer", c.raddr.String())
 			return
@@ -117,7 +117,7 @@ func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSess
 	st.Lifetime = ttl
 	v, err := (&clientStateRecord{ticket: nst.ticket, state: st}).marshal()
 	if err == nil {
-		err = c.cfg.SessionStore.Put(ctx, key, v, ttl)
+		err = c.cfg.storePut(ctx, key, v, ttl)
 	}
 	if err != nil {
 		c.cfg.logger().Warn("dtls: storing a client_state record; it will not resume", "err", err)

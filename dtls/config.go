@@ -138,6 +138,13 @@ type Config struct {
 	// datagram; default 3 (as QUIC, RFC 9000 §8.1).
 	AmplificationFactor float64
 
+	// HandshakeObserver, if set, is called once per handshake when it ends,
+	// with the connection's state and nil, or with what is known and the
+	// error. Servers call it for every handshake that got past the cookie
+	// exchange, so it sees failures Accept never returns. It must not
+	// block.
+	HandshakeObserver func(ConnectionState, error)
+
 	// Logger receives debug and warning messages; nil discards them. No
 	// secret is ever logged.
 	Logger *slog.Logger

@@ -395,6 +395,9 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	c.state.HandshakeDatagramsReceived += int(c.stats.datagramsReceived.Load())
 	c.state.HandshakeBytesSent += int(c.stats.bytesSent.Load())
 	c.state.HandshakeBytesReceived += int(c.stats.bytesReceived.Load())
+	if obs := c.cfg.HandshakeObserver; obs != nil {
+		defer func() { obs(c.state, err) }()
+	}
 	if err != nil {
 		var ae *AlertError
 		if errors.As(err, &ae) && !ae.Remote {

@@ -583,7 +583,7 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	case negotiation.SessionID:
 		if v, err := st.Marshal(); err != nil {
 			c.cfg.logger().Warn("dtls: encoding session", "err", err)
-		} else if err := c.cfg.SessionStore.Put(ctx, sessionIDKey(sessionID), v, c.cfg.sessionLifetime()); err != nil {
+		} else if err := c.cfg.storePut(ctx, sessionIDKey(sessionID), v, c.cfg.sessionLifetime()); err != nil {
 			c.cfg.logger().Warn("dtls: storing session; it will not resume", "err", err)
 		} else {
 			c.state.ResumptionStateBytes = len(sessionIDKey(sessionID)) + len(v)

@@ -24,12 +24,13 @@ type Listener struct {
 	cfg     *Config
 	cookies *cookieJar
 
-	mu     sync.Mutex
-	conns  map[string]*Conn
-	accept chan *Conn
-	closed chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[string]*Conn
+	accept  chan *Conn
+	lookups chan lookupJob
+	closed  chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
 }
 
 // Listen creates a Listener on a new UDP socket.
@@ -67,10 +68,14 @@ func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
 		cookies: jar,
 		conns:   make(map[string]*Conn),
 		accept:  make(chan *Conn, 16),
+		lookups: make(chan lookupJob, lookupQueue),
 		closed:  make(chan struct{}),
 	}
-	l.wg.Add(1)
+	l.wg.Add(1 + lookupWorkers)
 	go l.readLoop()
+	for i := 0; i < lookupWorkers; i++ {
+		go l.lookupWorker()
+	}
 	return l, nil
 }
 
@@ -136,29 +141,93 @@ func (l *Listener) readLoop() {
 			continue
 		}
 		first := &firstHello{hello: hello, msg: msg, size: len(d)}
-		if !cookieOK && !l.skipCookie(first) {
-			if _, err := l.pconn.WriteTo(helloVerifyRequest(key, hello, msg, l.cookies), addr); err != nil {
-				l.cfg.logger().Debug("dtls: sending HelloVerifyRequest", "peer", key, "err", err)
-			}
+		if cookieOK {
+			l.begin(addr, key, first)
 			continue
 		}
-		if conn != nil {
-			// A peer with a live association starts over (it rebooted): the
-			// valid cookie proves it is reachable at this address.
-			conn.setReadErrAsync()
+		if l.cfg.ResumptionCookie == CookieAlways || !asksToResume(l.cfg, hello) {
+			l.sendHelloVerifyRequest(addr, key, first)
+			continue
 		}
-		l.startHandshake(addr, key, first)
+		// Whether the session resumes may take a store lookup: the
+		// lookup workers decide, so that a slow store never stalls this
+		// loop. When they are all busy the peer just gets a cookie.
+		select {
+		case l.lookups <- lookupJob{addr: addr, key: key, first: first}:
+		default:
+			l.sendHelloVerifyRequest(addr, key, first)
+		}
 	}
 }
 
-// resumptionLookupTimeout bounds the session-store lookup the listener makes
-// before deciding on a cookie; the read loop waits for it.
-const resumptionLookupTimeout = 250 * time.Millisecond
+func (l *Listener) sendHelloVerifyRequest(addr net.Addr, key string, first *firstHello) {
+	if _, err := l.pconn.WriteTo(helloVerifyRequest(key, first.hello, first.msg, l.cookies), addr); err != nil {
+		l.cfg.logger().Debug("dtls: sending HelloVerifyRequest", "peer", key, "err", err)
+	}
+}
 
-func (l *Listener) skipCookie(first *firstHello) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), resumptionLookupTimeout)
-	defer cancel()
-	return l.cfg.skipCookie(ctx, first)
+// begin starts the handshake of a ClientHello that passed the cookie check
+// or may skip it.
+func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
+	l.mu.Lock()
+	conn := l.conns[key]
+	l.mu.Unlock()
+	if conn != nil {
+		if !conn.hsDone.Load() && conn.helloRandom == first.hello.random {
+			return // a repeat of the hello whose handshake is running
+		}
+		// A peer with a live association starts over (it rebooted): the
+		// valid cookie proves it is reachable at this address.
+		conn.setReadErrAsync()
+	}
+	l.startHandshake(addr, key, first)
+}
+
+// asksToResume reports a ClientHello that offers a ticket, a session ID
+// or a client_state resumption.
+func asksToResume(cfg *Config, hello *clientHelloMsg) bool {
+	if t, ok := findExtension(hello.extensions, extSessionTicket); ok && len(t) > 0 {
+		return true
+	}
+	if offer, err := cfg.clientOffer(hello); err == nil && offer != nil && offer.Resume {
+		return true
+	}
+	return len(hello.sessionID) > 0
+}
+
+// lookupJob is a cookie-less ClientHello waiting for its resumption lookup.
+type lookupJob struct {
+	addr  net.Addr
+	key   string
+	first *firstHello
+}
+
+const (
+	// lookupWorkers and lookupQueue bound the state the listener spends
+	// on peers that have not returned a cookie.
+	lookupWorkers = 4
+	lookupQueue   = 64
+	// resumptionLookupTimeout bounds one pre-cookie lookup.
+	resumptionLookupTimeout = 250 * time.Millisecond
+)
+
+func (l *Listener) lookupWorker() {
+	defer l.wg.Done()
+	for {
+		select {
+		case job := <-l.lookups:
+			ctx, cancel := context.WithTimeout(context.Background(), resumptionLookupTimeout)
+			skip := l.cfg.skipCookie(ctx, job.first)
+			cancel()
+			if skip {
+				l.begin(job.addr, job.key, job.first)
+			} else {
+				l.sendHelloVerifyRequest(job.addr, job.key, job.first)
+			}
+		case <-l.closed:
+			return
+		}
+	}
 }
 
 // sameHello reports whether d carries the ClientHello (same random) that

@@ -34,8 +34,8 @@ func TestClientStateResumption(t *testing.T) {
 			if full.ResumptionStateBytes != 0 {
 				t.Errorf("client keeps %d bytes in client_state mode", full.ResumptionStateBytes)
 			}
-			if len(store.m) != 1 {
-				t.Fatalf("server holds %d records, want 1", len(store.m))
+			if store.len() != 1 {
+				t.Fatalf("server holds %d records, want 1", store.len())
 			}
 			for i := 0; i < 2; i++ {
 				res := dialState(t, l.Addr(), freshClient())
@@ -49,8 +49,8 @@ func TestClientStateResumption(t *testing.T) {
 					t.Errorf("resumed state %+v", res)
 				}
 			}
-			if len(store.m) != 1 {
-				t.Fatalf("server holds %d records after resumptions, want 1", len(store.m))
+			if store.len() != 1 {
+				t.Fatalf("server holds %d records after resumptions, want 1", store.len())
 			}
 		})
 	}

@@ -48,6 +48,12 @@ func (s *mapStore) Delete(_ context.Context, k []byte) error {
 	return nil
 }
 
+func (s *mapStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
 func (s *mapStore) clear() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,5 +214,61 @@ func TestForeignTicket(t *testing.T) {
 	}
 	if st := dialState(t, b.Addr(), ccfg); !st.Resumed {
 		t.Fatal("the fresh ticket from server b did not resume")
+	}
+}
+
+// hangingStore never answers until its context ends, like a network store
+// that went down.
+type hangingStore struct{}
+
+func (hangingStore) Get(ctx context.Context, _ []byte) ([]byte, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (hangingStore) Put(ctx context.Context, _, _ []byte, _ time.Duration) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (hangingStore) Delete(ctx context.Context, _ []byte) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestHangingStoreCostsAFullHandshake: a store that does not answer costs
+// a full handshake bounded by the store timeout, never a hung one; the
+// observer sees every handshake.
+func TestHangingStoreCostsAFullHandshake(t *testing.T) {
+	var observed atomic.Int32
+	scfg := pskServerConfig()
+	scfg.SessionStore = hangingStore{}
+	scfg.Resumption = []negotiation.Type{negotiation.SessionID, negotiation.ClientState}
+	scfg.HandshakeObserver = func(st ConnectionState, err error) {
+		if err == nil && st.CipherSuite != 0 {
+			observed.Add(1)
+		}
+	}
+	l := startEchoServer(t, scfg)
+	for _, offer := range [][]negotiation.Type{{negotiation.SessionID}, {negotiation.ClientState}} {
+		ccfg := pskClientConfig()
+		ccfg.Resumption = offer
+		ccfg.ClientSessionCache = NewLRUClientSessionCache(1)
+		start := time.Now()
+		for i := 0; i < 2; i++ {
+			if st := dialState(t, l.Addr(), ccfg); st.Resumed {
+				t.Fatalf("%v: resumed through a store that never answers", offer)
+			}
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%v: two handshakes took %v", offer, d)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for observed.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := observed.Load(); n != 4 {
+		t.Errorf("observer saw %d successful handshakes, want 4", n)
 	}
 }

@@ -44,6 +44,28 @@ func (cfg *Config) clientOffer(hello *clientHelloMsg) (*negotiation.ClientOffer,
 	return o, nil
 }
 
+// storeTimeout bounds each SessionStore call of a handshake: a store that
+// hangs (a network store that is down) costs a full handshake, not a hung
+// one.
+const storeTimeout = 500 * time.Millisecond
+
+// storeGet and storePut call the SessionStore under storeTimeout.
+func (cfg *Config) storeGet(ctx context.Context, key []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	v, err := cfg.SessionStore.Get(ctx, key)
+	if err != nil && ctx.Err() != nil {
+		cfg.logger().Warn("dtls: session store lookup timed out; full handshake", "err", err)
+	}
+	return v, err
+}
+
+func (cfg *Config) storePut(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return cfg.SessionStore.Put(ctx, key, value, ttl)
+}
+
 // serverAllows reports whether a server may use mechanism t: its policy
 // allows it and its configuration supports it.
 func (cfg *Config) serverAllows(t negotiation.Type) bool {
@@ -79,7 +101,7 @@ func findResumption(ctx context.Context, cfg *Config, hello *clientHelloMsg) (*r
 		if !cfg.serverAllows(negotiation.ClientState) {
 			return nil, nil
 		}
-		v, err := cfg.SessionStore.Get(ctx, clientStateKeyName(offer.Handle))
+		v, err := cfg.storeGet(ctx, clientStateKeyName(offer.Handle))
 		if err != nil {
 			return nil, nil
 		}
@@ -99,7 +121,7 @@ func findResumption(ctx context.Context, cfg *Config, hello *clientHelloMsg) (*r
 		res = &resumption{state: st, mech: negotiation.SessionTicket, sessionID: hello.sessionID}
 		res.renew = cfg.now().Sub(st.Timestamp) > st.Lifetime/2
 	case len(hello.sessionID) > 0 && cfg.serverAllows(negotiation.SessionID):
-		v, err := cfg.SessionStore.Get(ctx, sessionIDKey(hello.sessionID))
+		v, err := cfg.storeGet(ctx, sessionIDKey(hello.sessionID))
 		if err != nil {
 			return nil, nil
 		}
