@@ -386,6 +386,10 @@ func (c *Conn) startFeeder(owned bool) {
 		}
 		<-done
 	}
+	// The Conn reads the socket alone from now on and keeps deadlines of
+	// its own; a deadline the caller left on the socket would make the
+	// feeder spin on timeouts.
+	_ = c.pconn.SetReadDeadline(time.Time{})
 	go func() {
 		defer close(done)
 		buf := make([]byte, 64*1024)
