@@ -1,0 +1,297 @@
+// Package coapclient is a CoAP client (github.com/plgd-dev/go-coap/v3) over
+// this module's DTLS stack.
+//
+// go-coap's own dtls.Dial and dtls.Client take a *piondtls.Conn; Client
+// builds the same go-coap client on a *dtls.Conn from go-coap's public
+// layers (net.NewConn, dtls/server.NewSession, udp/client.NewConnWithOpts),
+// so observe, block-wise transfers and CON retransmission are go-coap's.
+// See package coapserver's documentation for the details.
+package coapclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	coapNet "github.com/plgd-dev/go-coap/v3/net"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+// Option configures a Client. Every go-coap UDP client option is one
+// (package github.com/plgd-dev/go-coap/v3/options: WithBlockwise,
+// WithKeepAlive, WithInactivityMonitor, WithTransmission, WithMux, ...), and
+// so is WithLogger.
+type Option = udp.Option
+
+type optionFunc func(*udpClient.Config)
+
+func (f optionFunc) UDPClientApply(cfg *udpClient.Config) { f(cfg) }
+
+// WithLogger sends go-coap's error reports to l (Warn); by default they are
+// discarded.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(cfg *udpClient.Config) {
+		cfg.Errors = func(err error) { l.Warn("coap", "err", err) }
+	})
+}
+
+// Response is a CoAP response or notification.
+type Response struct {
+	Code codes.Code
+	// ContentFormat is the Content-Format option; HasContentFormat says
+	// whether the response had one.
+	ContentFormat    message.MediaType
+	HasContentFormat bool
+	// Observe is the Observe option (a notification's sequence number);
+	// HasObserve says whether the response had one.
+	Observe    uint32
+	HasObserve bool
+	Payload    []byte
+}
+
+func (r Response) String() string {
+	return fmt.Sprintf("%v %q", r.Code, r.Payload)
+}
+
+// Client is a go-coap client connection over a *dtls.Conn.
+type Client struct {
+	conn *dtls.Conn
+	cc   *udpClient.Conn
+}
+
+// Blocks must fit one DTLS record (dtls.Conn.Write does not split): the
+// record header and AEAD overhead (at most 13+8+16 bytes) and the CoAP
+// header, token and options (128 bytes allowed) come on top of the block.
+const (
+	recordOverhead   = 13 + 8 + 16
+	coapOverhead     = 128
+	defaultDTLSMTU   = 1232
+	maxDTLSPlain     = 1 << 14 // read buffer: the largest DTLS plaintext
+	periodicTick     = 500 * time.Millisecond
+	blockwiseTimeout = 10 * time.Second
+)
+
+func blockSZX(mtu int) blockwise.SZX {
+	if mtu <= 0 {
+		mtu = defaultDTLSMTU
+	}
+	szx := blockwise.SZX1024
+	for szx > blockwise.SZX16 && int(szx.Size())+recordOverhead+coapOverhead > mtu {
+		szx--
+	}
+	return szx
+}
+
+// Dial resolves addr ("host:port"), completes a DTLS handshake with cfg
+// (bounded by ctx) and starts a CoAP client on the connection. The block
+// size of block-wise transfers follows cfg.MTU.
+func Dial(ctx context.Context, addr string, cfg *dtls.Config, opts ...Option) (*Client, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("coapclient: %w", err)
+	}
+	conn, err := dtls.DialContext(ctx, "udp", ua, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("coapclient: %w", err)
+	}
+	mtu := 0
+	if cfg != nil {
+		mtu = cfg.MTU
+	}
+	szx := blockSZX(mtu)
+	opts = append([]Option{optionFunc(func(c *udpClient.Config) { c.BlockwiseSZX = szx })}, opts...)
+	return NewClient(conn, opts...), nil
+}
+
+// NewClient starts a CoAP client on an established conn, which it owns from
+// then on. Blocks are 1024 bytes, which fits the dtls default MTU; for a
+// smaller MTU pass options.WithBlockwise with a smaller size.
+func NewClient(conn *dtls.Conn, opts ...Option) *Client {
+	// As go-coap's dtls.Client, on its public constructors.
+	cfg := udpClient.DefaultConfig
+	cfg.Errors = func(error) {}
+	cfg.MTU = maxDTLSPlain
+	cfg.BlockwiseSZX = blockSZX(0)
+	cfg.BlockwiseTransferTimeout = blockwiseTimeout
+	cfg.PeriodicRunner = periodicRunner(periodicTick)
+	for _, o := range opts {
+		o.UDPClientApply(&cfg)
+	}
+	cfg.CloseSocket = true // the Client owns conn: Close must end Run
+	if cfg.CreateInactivityMonitor == nil {
+		cfg.CreateInactivityMonitor = func() udpClient.InactivityMonitor {
+			return inactivity.NewNilMonitor[*udpClient.Conn]()
+		}
+	}
+	if cfg.MessagePool == nil {
+		cfg.MessagePool = pool.New(0, 0)
+	}
+	errorsFunc := cfg.Errors
+	if errorsFunc == nil {
+		errorsFunc = func(error) {}
+	}
+	cfg.Errors = func(err error) {
+		if coapNet.IsCancelOrCloseError(err) {
+			return
+		}
+		errorsFunc(fmt.Errorf("dtls: %v: %w", conn.RemoteAddr(), err))
+	}
+	createBlockWise := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
+	if cfg.BlockwiseEnable {
+		createBlockWise = func(cc *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
+			return blockwise.New(cc, cfg.BlockwiseTransferTimeout, cfg.Errors,
+				func(token message.Token) (*pool.Message, bool) { return cc.GetObservationRequest(token) })
+		}
+	}
+	session := dtlsServer.NewSession(cfg.Ctx, coapNet.NewConn(conn), cfg.MaxMessageSize, cfg.MTU, cfg.CloseSocket)
+	cc := udpClient.NewConnWithOpts(session, &cfg,
+		udpClient.WithBlockWise(createBlockWise),
+		udpClient.WithInactivityMonitor(cfg.CreateInactivityMonitor()),
+		udpClient.WithRequestMonitor(cfg.RequestMonitor),
+	)
+	cfg.PeriodicRunner(func(now time.Time) bool {
+		cc.CheckExpirations(now)
+		return cc.Context().Err() == nil
+	})
+	go func() {
+		if err := cc.Run(); err != nil {
+			cfg.Errors(err)
+		}
+	}()
+	return &Client{conn: conn, cc: cc}
+}
+
+// periodicRunner calls f every tick until f returns false (go-coap's
+// default sleeps 4 s, which is also its retransmission granularity).
+func periodicRunner(tick time.Duration) func(f func(now time.Time) bool) {
+	return func(f func(now time.Time) bool) {
+		go func() {
+			t := time.NewTicker(tick)
+			defer t.Stop()
+			for now := range t.C {
+				if !f(now) {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// splitQuery splits "path?a=1&b" into the path and Uri-Query options.
+func splitQuery(path string) (string, []message.Option) {
+	p, q, ok := strings.Cut(path, "?")
+	if !ok {
+		return path, nil
+	}
+	var opts []message.Option
+	for _, v := range strings.Split(q, "&") {
+		if v != "" {
+			opts = append(opts, message.Option{ID: message.URIQuery, Value: []byte(v)})
+		}
+	}
+	return p, opts
+}
+
+func (c *Client) response(m *pool.Message, err error) (Response, error) {
+	if err != nil {
+		return Response{}, err
+	}
+	defer c.cc.ReleaseMessage(m)
+	return toResponse(m)
+}
+
+func toResponse(m *pool.Message) (Response, error) {
+	r := Response{Code: m.Code()}
+	if cf, err := m.ContentFormat(); err == nil {
+		r.ContentFormat, r.HasContentFormat = cf, true
+	}
+	if obs, err := m.Observe(); err == nil {
+		r.Observe, r.HasObserve = obs, true
+	}
+	if m.Body() != nil {
+		b, err := m.ReadBody()
+		if err != nil {
+			return r, fmt.Errorf("coapclient: reading the payload: %w", err)
+		}
+		r.Payload = b
+	}
+	return r, nil
+}
+
+// Get sends a GET for path (which may end in "?query"; '&' separates
+// Uri-Query options) and returns the response, whatever its code. A large
+// response is fetched block-wise.
+func (c *Client) Get(ctx context.Context, path string) (Response, error) {
+	p, opts := splitQuery(path)
+	return c.response(c.cc.Get(ctx, p, opts...))
+}
+
+// Put sends a PUT with payload (block-wise when it is large).
+func (c *Client) Put(ctx context.Context, path string, contentFormat message.MediaType, payload []byte) (Response, error) {
+	p, opts := splitQuery(path)
+	return c.response(c.cc.Put(ctx, p, contentFormat, bytes.NewReader(payload), opts...))
+}
+
+// Post sends a POST with payload (block-wise when it is large).
+func (c *Client) Post(ctx context.Context, path string, contentFormat message.MediaType, payload []byte) (Response, error) {
+	p, opts := splitQuery(path)
+	return c.response(c.cc.Post(ctx, p, contentFormat, bytes.NewReader(payload), opts...))
+}
+
+// Delete sends a DELETE.
+func (c *Client) Delete(ctx context.Context, path string) (Response, error) {
+	p, opts := splitQuery(path)
+	return c.response(c.cc.Delete(ctx, p, opts...))
+}
+
+// Observe registers for notifications of path (RFC 7641). onNotify gets
+// the registration's response first, then each notification that go-coap
+// accepts as newer (by Observe sequence); it runs on go-coap's receive
+// loop, so it should return quickly. Observe returns once
+// the server answered the registration (an error for a code other than 2.05
+// or 2.03); cancel deregisters. A server that does not support observe
+// answers without an Observe option: onNotify sees HasObserve false and
+// nothing follows.
+func (c *Client) Observe(ctx context.Context, path string, onNotify func(Response)) (cancel func(ctx context.Context) error, err error) {
+	if onNotify == nil {
+		return nil, errors.New("coapclient: Observe needs onNotify")
+	}
+	p, opts := splitQuery(path)
+	obs, err := c.cc.Observe(ctx, p, func(m *pool.Message) {
+		if r, err := toResponse(m); err == nil {
+			onNotify(r)
+		}
+	}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return obs.Cancel(ctx) }, nil
+}
+
+// ConnectionState returns the DTLS connection's state.
+func (c *Client) ConnectionState() dtls.ConnectionState { return c.conn.ConnectionState() }
+
+// CoAP returns the go-coap connection, for what this package does not wrap
+// (Ping, custom messages, Done).
+func (c *Client) CoAP() *udpClient.Conn { return c.cc }
+
+// Close closes the CoAP client and the DTLS connection (sending
+// close_notify) and waits for the receive goroutine to end.
+func (c *Client) Close() error {
+	err := c.cc.Close()
+	<-c.cc.Done()
+	return err
+}

@@ -1,0 +1,295 @@
+package coapclient_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/coapclient"
+	"github.com/dtlsresume/dtlsresume/dtls"
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	"github.com/plgd-dev/go-coap/v3/options"
+)
+
+// testKey is printable because libcoap's -k takes the key as a string.
+const (
+	testKey      = "secretPSK"
+	testIdentity = "client1"
+	testTimeout  = 15 * time.Second
+)
+
+var errUnknownIdentity = errors.New("unknown PSK identity")
+
+func serverConfig() *dtls.Config {
+	return &dtls.Config{
+		PSK: func(id []byte) ([]byte, error) {
+			if string(id) == testIdentity {
+				return []byte(testKey), nil
+			}
+			return nil, errUnknownIdentity
+		},
+		RetransmitInterval: 200 * time.Millisecond,
+	}
+}
+
+func clientConfig() *dtls.Config {
+	return &dtls.Config{
+		PSK:                func([]byte) ([]byte, error) { return []byte(testKey), nil },
+		PSKIdentityHint:    []byte(testIdentity),
+		RetransmitInterval: 200 * time.Millisecond,
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func dial(t *testing.T, addr string) *coapclient.Client {
+	t.Helper()
+	c, err := coapclient.Dial(testContext(t), addr, clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// big is a payload of several blocks.
+var big = func() []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < 5000; i++ {
+		b.WriteString(strings.Repeat(string(rune('a'+i%26)), 63) + "\n")
+	}
+	return b.Bytes()[:5000]
+}()
+
+// startGoCoapServer runs go-coap's own DTLS server (dtls/server.Server) with
+// a custom mux on one of our dtls.Listeners, passed as it is: it satisfies
+// go-coap's server.Listener. notifiers tracks the goroutines its observable
+// resource starts.
+func startGoCoapServer(t *testing.T) string {
+	t.Helper()
+	var notifiers sync.WaitGroup
+	r := mux.NewRouter()
+	handle := func(path string, h func(w mux.ResponseWriter, r *mux.Message)) {
+		if err := r.Handle(path, mux.HandlerFunc(h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle("/hello", func(w mux.ResponseWriter, r *mux.Message) {
+		_ = w.SetResponse(codes.Content, message.TextPlain, bytes.NewReader([]byte("hello world")))
+	})
+	handle("/store", func(w mux.ResponseWriter, r *mux.Message) {
+		switch r.Code() {
+		case codes.PUT, codes.POST:
+			body, _ := r.ReadBody()
+			cf, _ := r.ContentFormat()
+			code := codes.Changed
+			if r.Code() == codes.POST {
+				code = codes.Created
+			}
+			_ = w.SetResponse(code, cf, bytes.NewReader(body))
+		case codes.DELETE:
+			_ = w.SetResponse(codes.Deleted, message.TextPlain, nil)
+		default:
+			_ = w.SetResponse(codes.MethodNotAllowed, message.TextPlain, nil)
+		}
+	})
+	handle("/query", func(w mux.ResponseWriter, r *mux.Message) {
+		q, _ := r.Queries()
+		_ = w.SetResponse(codes.Content, message.TextPlain, bytes.NewReader([]byte(strings.Join(q, "&"))))
+	})
+	handle("/big", func(w mux.ResponseWriter, r *mux.Message) {
+		_ = w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(big))
+	})
+	// /counter: the registration's answer carries "0", then three
+	// notifications "1", "2", "3" follow at 100 ms intervals.
+	handle("/counter", func(w mux.ResponseWriter, r *mux.Message) {
+		obs, err := r.Observe()
+		if err != nil || obs != 0 {
+			_ = w.SetResponse(codes.Content, message.TextPlain, bytes.NewReader([]byte("plain")))
+			return
+		}
+		_ = w.SetResponse(codes.Content, message.TextPlain, bytes.NewReader([]byte("0")))
+		w.Message().SetObserve(2)
+		cc := w.Conn()
+		token := append([]byte(nil), r.Token()...)
+		notifiers.Add(1)
+		go func() {
+			defer notifiers.Done()
+			for i := 1; i <= 3; i++ {
+				select {
+				case <-cc.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				ctx, cancel := context.WithTimeout(cc.Context(), testTimeout)
+				m := cc.AcquireMessage(ctx)
+				m.SetCode(codes.Content)
+				m.SetToken(token)
+				m.SetObserve(uint32(2 + i))
+				m.SetContentFormat(message.TextPlain)
+				m.SetBody(bytes.NewReader([]byte{byte('0' + i)}))
+				err := cc.WriteMessage(m)
+				cc.ReleaseMessage(m)
+				cancel()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	})
+
+	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, serverConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dtlsServer.New(options.WithMux(r), options.WithErrors(func(error) {}))
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(testTimeout):
+			t.Errorf("go-coap's Serve did not return after Stop")
+		}
+		notifiers.Wait()
+	})
+	return l.Addr().String()
+}
+
+func TestAgainstGoCoapServer(t *testing.T) {
+	addr := startGoCoapServer(t)
+	c := dial(t, addr)
+	ctx := testContext(t)
+
+	check := func(what string, r coapclient.Response, err error, code codes.Code, payload string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if r.Code != code || string(r.Payload) != payload {
+			t.Errorf("%s: %v %q, want %v %q", what, r.Code, abbrev(r.Payload), code, abbrev([]byte(payload)))
+		}
+	}
+
+	r, err := c.Get(ctx, "/hello")
+	check("GET /hello", r, err, codes.Content, "hello world")
+	if !r.HasContentFormat || r.ContentFormat != message.TextPlain {
+		t.Errorf("GET /hello: content format %v (present %v)", r.ContentFormat, r.HasContentFormat)
+	}
+
+	r, err = c.Put(ctx, "/store", message.AppJSON, []byte(`{"a":1}`))
+	check("PUT /store", r, err, codes.Changed, `{"a":1}`)
+	if r.ContentFormat != message.AppJSON {
+		t.Errorf("PUT /store: content format %v", r.ContentFormat)
+	}
+	r, err = c.Post(ctx, "/store", message.TextPlain, []byte("posted"))
+	check("POST /store", r, err, codes.Created, "posted")
+	r, err = c.Post(ctx, "/store", message.AppOctets, big)
+	check("POST /store (Block1 and Block2)", r, err, codes.Created, string(big))
+	r, err = c.Delete(ctx, "/store")
+	check("DELETE /store", r, err, codes.Deleted, "")
+
+	r, err = c.Get(ctx, "/query?a=1&b=two")
+	check("GET /query", r, err, codes.Content, "a=1&b=two")
+
+	r, err = c.Get(ctx, "/big")
+	check("GET /big (Block2)", r, err, codes.Content, string(big))
+
+	r, err = c.Get(ctx, "/missing")
+	check("GET /missing", r, err, codes.NotFound, "")
+
+	if st := c.ConnectionState(); string(st.PSKIdentity) != testIdentity || st.CipherSuite == 0 {
+		t.Errorf("ConnectionState: identity %q, suite %v", st.PSKIdentity, st.CipherSuite)
+	}
+	if err := c.CoAP().Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+func TestObserveGoCoapServer(t *testing.T) {
+	addr := startGoCoapServer(t)
+	c := dial(t, addr)
+	ctx := testContext(t)
+	got := make(chan coapclient.Response, 8)
+	cancel, err := c.Observe(ctx, "/counter", func(r coapclient.Response) { got <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i <= 3; i++ {
+		select {
+		case r := <-got:
+			if string(r.Payload) != string(rune('0'+i)) || !r.HasObserve || r.Observe != uint32(2+i) {
+				t.Errorf("notification %d: %q, Observe %d (present %v)", i, r.Payload, r.Observe, r.HasObserve)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d notifications", i)
+		}
+	}
+	if err := cancel(ctx); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+}
+
+func TestWrongKey(t *testing.T) {
+	addr := startGoCoapServer(t)
+	cfg := clientConfig()
+	cfg.PSK = func([]byte) ([]byte, error) { return []byte("wrong key"), nil }
+	// The server drops the client's Finished, which does not decrypt, so the
+	// client gives up at its deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if c, err := coapclient.Dial(ctx, addr, cfg); err == nil {
+		c.Close()
+		t.Fatal("Dial with a wrong key succeeded")
+	}
+}
+
+func TestCloseTwiceAndAfterPeerGone(t *testing.T) {
+	addr := startGoCoapServer(t)
+	c, err := coapclient.Dial(testContext(t), addr, clientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(testContext(t), "/hello"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.Get(ctx, "/hello"); err == nil {
+		t.Error("Get after Close succeeded")
+	}
+}
+
+func abbrev(b []byte) string {
+	if len(b) > 60 {
+		return string(b[:60]) + "..."
+	}
+	return string(b)
+}

@@ -1,0 +1,199 @@
+package coapserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/mux"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
+	"github.com/plgd-dev/go-coap/v3/options"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+)
+
+// Options configures a Server.
+type Options struct {
+	// DTLS configures the listener that ListenAndServe opens; its MTU
+	// (default 1232) also sets the block-wise block size. Serve uses the
+	// Listener it is given.
+	DTLS *dtls.Config
+	// Handler serves requests; nil means DefaultMux().
+	Handler mux.Handler
+	// Logger receives go-coap's error reports (Warn); nil discards them.
+	Logger *slog.Logger
+	// InactivityTimeout closes a connection that received nothing for that
+	// long. 0 keeps go-coap's default (16 s); a negative value disables it.
+	InactivityTimeout time.Duration
+	// Extra go-coap DTLS server options (package
+	// github.com/plgd-dev/go-coap/v3/options: WithKeepAlive, WithBlockwise,
+	// WithTransmission, WithOnNewConn, ...), applied after the ones above.
+	Extra []dtlsServer.Option
+}
+
+// Server is a go-coap DTLS server on package dtls. Besides Options, it sets
+// these go-coap options: block-wise transfers on, with blocks that fit the
+// DTLS MTU and a 10 s transfer timeout; a 16 KiB read buffer; a periodic
+// runner (retransmissions, inactivity checks) that ticks every 500 ms
+// instead of every 4 s; go-coap's errors to Options.Logger.
+type Server struct {
+	srv  *dtlsServer.Server
+	dtls *dtls.Config
+}
+
+// Blocks must fit one DTLS record: the record header and AEAD overhead (at
+// most 13+8+16 bytes) and the CoAP header, token and options (128 bytes
+// allowed) come on top of the block.
+const (
+	recordOverhead   = 13 + 8 + 16
+	coapOverhead     = 128
+	defaultDTLSMTU   = 1232
+	maxDTLSPlain     = 1 << 14 // read buffer: the largest DTLS plaintext
+	periodicTick     = 500 * time.Millisecond
+	blockwiseTimeout = 10 * time.Second
+)
+
+// blockSZX returns the largest block-wise size whose blocks fit one record
+// of a DTLS connection with the given MTU (0 means the dtls default).
+func blockSZX(mtu int) blockwise.SZX {
+	if mtu <= 0 {
+		mtu = defaultDTLSMTU
+	}
+	szx := blockwise.SZX1024
+	for szx > blockwise.SZX16 && int(szx.Size())+recordOverhead+coapOverhead > mtu {
+		szx--
+	}
+	return szx
+}
+
+// periodicRunner is a go-coap periodic runner that calls f every tick until
+// f returns false. go-coap's default sleeps 4 s between calls, which is also
+// its retransmission and inactivity granularity.
+func periodicRunner(tick time.Duration) func(f func(now time.Time) bool) {
+	return func(f func(now time.Time) bool) {
+		go func() {
+			t := time.NewTicker(tick)
+			defer t.Stop()
+			for now := range t.C {
+				if !f(now) {
+					return
+				}
+			}
+		}()
+	}
+}
+
+type serverOption func(*dtlsServer.Config)
+
+func (o serverOption) DTLSServerApply(cfg *dtlsServer.Config) { o(cfg) }
+
+// New creates a Server.
+func New(opts Options) (*Server, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	h := opts.Handler
+	if h == nil {
+		r := DefaultMux()
+		r.SetErrorHandler(func(err error) { logger.Warn("coap: router", "err", err) })
+		h = r
+	}
+	mtu := 0
+	if opts.DTLS != nil {
+		mtu = opts.DTLS.MTU
+	}
+	list := []dtlsServer.Option{
+		options.WithMux(h),
+		options.WithErrors(func(err error) { logger.Warn("coap", "err", err) }),
+		options.WithMTU(maxDTLSPlain),
+		options.WithBlockwise(true, blockSZX(mtu), blockwiseTimeout),
+		options.WithPeriodicRunner(periodicRunner(periodicTick)),
+	}
+	switch {
+	case opts.InactivityTimeout > 0:
+		list = append(list, options.WithInactivityMonitor(opts.InactivityTimeout, func(cc *udpClient.Conn) {
+			logger.Debug("coap: closing inactive connection", "peer", cc.RemoteAddr().String())
+			_ = cc.Close()
+		}))
+	case opts.InactivityTimeout < 0:
+		list = append(list, serverOption(func(cfg *dtlsServer.Config) {
+			cfg.CreateInactivityMonitor = func() udpClient.InactivityMonitor {
+				return inactivity.NewNilMonitor[*udpClient.Conn]()
+			}
+		}))
+	}
+	for _, o := range opts.Extra {
+		if o == nil {
+			return nil, errors.New("coapserver: nil option in Extra")
+		}
+	}
+	list = append(list, opts.Extra...)
+	return &Server{srv: dtlsServer.New(list...), dtls: opts.DTLS}, nil
+}
+
+// Serve serves CoAP on the connections l accepts until Stop. It closes l
+// and every connection before it returns, and returns nil after Stop.
+func (s *Server) Serve(l *dtls.Listener) error {
+	if l == nil {
+		return errors.New("coapserver: nil listener")
+	}
+	return s.srv.Serve(&listener{l: l})
+}
+
+// ListenAndServe opens a dtls.Listener on the UDP address addr with
+// Options.DTLS and serves it (see Serve).
+func (s *Server) ListenAndServe(addr string) error {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return fmt.Errorf("coapserver: %w", err)
+	}
+	l, err := dtls.Listen("udp", ua, s.dtls)
+	if err != nil {
+		return fmt.Errorf("coapserver: %w", err)
+	}
+	return s.Serve(l)
+}
+
+// Stop stops the server: it closes the listener and every connection, and
+// Serve returns once their goroutines are done. Stop does not wait for that
+// (a handler may call it).
+func (s *Server) Stop() {
+	s.srv.Stop()
+}
+
+// listener adapts a *dtls.Listener to go-coap's server Listener: go-coap
+// ends its accept loop only on io.EOF.
+type listener struct{ l *dtls.Listener }
+
+func (l *listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
+	c, err := l.l.AcceptWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) {
+		return nil, fmt.Errorf("%w: %w", io.EOF, err)
+	}
+	return c, err
+}
+
+func (l *listener) Close() error { return l.l.Close() }
+
+// ConnectionState returns the DTLS state of the connection a request came
+// on, for handlers (w.Conn()); ok is false when cc is not on package dtls.
+func ConnectionState(cc mux.Conn) (state dtls.ConnectionState, ok bool) {
+	if cc == nil {
+		return dtls.ConnectionState{}, false
+	}
+	c, ok := cc.NetConn().(*dtls.Conn)
+	if !ok {
+		return dtls.ConnectionState{}, false
+	}
+	return c.ConnectionState(), true
+}
+
+// *dtls.Listener is a go-coap server Listener as it is.
+var _ dtlsServer.Listener = (*dtls.Listener)(nil)
