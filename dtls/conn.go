@@ -78,7 +78,7 @@ type Conn struct {
 	lastSend       time.Time
 	peerRetransmit bool
 	peerCCS        bool
-	early          [][]byte // epoch-1 records that came before their keys
+	early          []earlyRecord // epoch-1 records that came before their keys
 	first          *firstHello
 	// noClientStateResume: the retry after a client_state ticket that did
 	// not work asks for a fresh session.
@@ -86,10 +86,15 @@ type Conn struct {
 	// helloRandom is the random of the ClientHello a listener's
 	// connection started with; another one from the same address is a new
 	// handshake.
-	helloRandom [32]byte // server: the ClientHello whose cookie was checked
-	transcript  []byte
-	appData     [][]byte
-	readErr     error
+	helloRandom [32]byte
+	// badRecords counts epoch-1 records that failed authentication before
+	// any succeeded, during the handshake.
+	badRecords     int
+	epoch1OK       bool
+	datagramHasCCS bool // server: the ClientHello whose cookie was checked
+	transcript     []byte
+	appData        [][]byte
+	readErr        error
 
 	state ConnectionState
 	stats struct {
@@ -238,6 +243,20 @@ func (c *Conn) expect(ctx context.Context, m handshakeMessage, name string) (han
 	return hm, nil
 }
 
+// looksLikeFinished reports a protected handshake record of exactly the
+// size of a Finished, in a datagram that also carries a ChangeCipherSpec:
+// the peer's Finished as its flight sends it. Other undecryptable records
+// are noise (or forgeries) and are only dropped.
+func (c *Conn) looksLikeFinished(r *record) bool {
+	return c.datagramHasCCS && r.contentType == recordHandshake && len(r.fragment) == c.rl.read[1].overhead+handshakeHeaderLen+12
+}
+
+// maxBadHandshakeRecords is how many protected records from the peer may
+// fail authentication during a handshake before it is abandoned.
+const maxBadHandshakeRecords = 3
+
+var errKeysDiffer = errors.New("the peer's protected records do not authenticate: the two sides derived different keys (wrong PSK?)")
+
 // maxEarlyRecords bounds the records kept while their epoch has no keys yet.
 const maxEarlyRecords = 8
 
@@ -251,6 +270,12 @@ func (c *Conn) handleDatagram(d []byte) {
 	if err != nil {
 		c.cfg.logger().Debug("dtls: dropping malformed record", "peer", c.raddr.String(), "err", err)
 	}
+	// A ChangeCipherSpec in the datagram marks the peer's own flight: the
+	// Finished next to it is a real one, not a stray record.
+	c.datagramHasCCS = false
+	for i := range records {
+		c.datagramHasCCS = c.datagramHasCCS || records[i].contentType == recordChangeCipherSpec
+	}
 	for i := range records {
 		c.handleRecord(&records[i])
 	}
@@ -259,13 +284,25 @@ func (c *Conn) handleDatagram(d []byte) {
 func (c *Conn) handleRecord(r *record) {
 	if r.epoch == 1 && !c.rl.readKeysSet {
 		if len(c.early) < maxEarlyRecords {
-			c.early = append(c.early, append([]byte(nil), r.raw...))
+			c.early = append(c.early, earlyRecord{raw: append([]byte(nil), r.raw...), withCCS: c.datagramHasCCS})
 		}
 		return
 	}
 	if err := c.rl.open(r); err != nil {
 		c.cfg.logger().Debug("dtls: dropping record", "peer", c.raddr.String(), "epoch", r.epoch, "err", err)
+		if errors.Is(err, errRecordMAC) && r.epoch == 1 && !c.hsDone.Load() && !c.epoch1OK && c.looksLikeFinished(r) {
+			// The peer's first protected records keep failing: its keys
+			// differ from ours, which in practice is a wrong PSK. Say so
+			// rather than wait for the handshake timeout; one stray
+			// record is still only dropped.
+			if c.badRecords++; c.badRecords >= maxBadHandshakeRecords {
+				c.setReadErr(localAlert(alertBadRecordMAC, errKeysDiffer))
+			}
+		}
 		return
+	}
+	if r.epoch == 1 {
+		c.epoch1OK = true
 	}
 	switch r.contentType {
 	case recordHandshake:
@@ -342,12 +379,21 @@ func (c *Conn) installKeys(rc recordCipher, overhead int) {
 	c.writeMu.Unlock()
 	early := c.early
 	c.early = nil
-	for _, raw := range early {
-		recs, _ := parseRecords(raw)
+	saved := c.datagramHasCCS
+	for _, e := range early {
+		c.datagramHasCCS = e.withCCS
+		recs, _ := parseRecords(e.raw)
 		for i := range recs {
 			c.handleRecord(&recs[i])
 		}
 	}
+	c.datagramHasCCS = saved
+}
+
+// earlyRecord is a record kept until its epoch's keys exist.
+type earlyRecord struct {
+	raw     []byte
+	withCCS bool // its datagram carried a ChangeCipherSpec
 }
 
 // sendAlert sends an alert in the current write epoch.

@@ -186,6 +186,7 @@ func (c *Conn) resetHandshake() {
 	c.lastFlight = nil
 	c.peerRetransmit, c.peerCCS = false, false
 	c.early, c.appData, c.readErr = nil, nil, nil
+	c.badRecords, c.epoch1OK = 0, false
 	c.state = ConnectionState{}
 	for {
 		select {

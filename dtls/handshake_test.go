@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -178,5 +179,25 @@ func TestConcurrentHandshakesOnOneListener(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestWrongPSKFailsFast: with different keys the server cannot open the
+// client's Finished; after a few tries it says so with bad_record_mac
+// instead of both sides waiting for the handshake timeout.
+func TestWrongPSKFailsFast(t *testing.T) {
+	scfg := pskServerConfig()
+	l := startEchoServer(t, scfg)
+	ccfg := pskClientConfig()
+	ccfg.PSK = func([]byte) ([]byte, error) { return []byte("not the right key"), nil }
+	ccfg.HandshakeTimeout = 30 * time.Second
+	start := time.Now()
+	_, err := DialContext(context.Background(), "udp", l.Addr().(*net.UDPAddr), ccfg)
+	var ae *AlertError
+	if !errors.As(err, &ae) || !ae.Remote || alertDescription(ae.Description) != alertBadRecordMAC {
+		t.Fatalf("err = %v, want the peer's bad_record_mac alert", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
 	}
 }

@@ -141,11 +141,16 @@ func (l *Listener) readLoop() {
 			continue
 		}
 		first := &firstHello{hello: hello, msg: msg, size: len(d)}
+		if conn != nil && conn.helloRandom == hello.random {
+			continue // a late copy of the hello that made this connection
+		}
 		if cookieOK {
 			l.begin(addr, key, first)
 			continue
 		}
-		if l.cfg.ResumptionCookie == CookieAlways || !asksToResume(l.cfg, hello) {
+		// A peer with a live association must show it is reachable with a
+		// cookie before a new handshake replaces it (RFC 6347 §4.2.8).
+		if conn != nil || l.cfg.ResumptionCookie == CookieAlways || !asksToResume(l.cfg, hello) {
 			l.sendHelloVerifyRequest(addr, key, first)
 			continue
 		}
