@@ -37,20 +37,8 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.PSK == nil && len(cfg.Certificates) == 0 {
-		key := []byte("secretPSK-dtlsresume")
-		cfg.PSK = func(id []byte) ([]byte, error) {
-			if string(id) != demoPSKIdentity {
-				return nil, errors.New("unknown PSK identity")
-			}
-			return key, nil
-		}
-		cert, err := selfsign.GenerateSelfSignedWithDNS("localhost", "localhost")
-		if err != nil {
-			return err
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-		fmt.Fprintf(stdout, "demo credentials: --psk %s:%s (and a fresh self-signed ECDSA certificate)\n", demoPSKIdentity, demoPSKHex)
+	if err := demoCredentials(cfg, stdout); err != nil {
+		return err
 	}
 	cfg.Logger = logger
 	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
@@ -102,6 +90,28 @@ func serveEcho(c *dtls.Conn, logger *slog.Logger) {
 			return
 		}
 	}
+}
+
+// demoCredentials gives a server started without --psk or --cert the demo
+// PSK and a fresh self-signed certificate, and prints how to connect.
+func demoCredentials(cfg *dtls.Config, stdout io.Writer) error {
+	if cfg.PSK != nil || len(cfg.Certificates) > 0 {
+		return nil
+	}
+	key := []byte("secretPSK-dtlsresume")
+	cfg.PSK = func(id []byte) ([]byte, error) {
+		if string(id) != demoPSKIdentity {
+			return nil, errors.New("unknown PSK identity")
+		}
+		return key, nil
+	}
+	cert, err := selfsign.GenerateSelfSignedWithDNS("localhost", "localhost")
+	if err != nil {
+		return err
+	}
+	cfg.Certificates = []tls.Certificate{cert}
+	fmt.Fprintf(stdout, "demo credentials: --psk %s:%s (and a fresh self-signed ECDSA certificate)\n", demoPSKIdentity, demoPSKHex)
+	return nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

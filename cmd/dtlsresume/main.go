@@ -13,6 +13,8 @@ import (
 const usage = `usage: dtlsresume <command> [flags]
 
 commands:
+  serve    CoAP over DTLS server (udp/5684) with /.well-known/core, /time, /echo, /large
+  get      CoAP GET of a coaps:// URI (put, post and observe likewise)
   listen   DTLS echo server
   dial     DTLS client: sends a message (or stdin) and prints the echoed reply
   demo     runs a server and a client in one process and prints a table of handshakes
@@ -42,6 +44,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(args[1:], stdout, stderr)
+	case "serve":
+		err = cmdServe(args[1:], stdout, stderr)
+	case "get", "put", "post", "observe":
+		err = cmdCoAP(args[0], args[1:], stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -56,6 +56,11 @@ func TestBadUsageGivesOneLineAndExit2(t *testing.T) {
 		{"listen", "--log-level", "loud"},
 		{"bench", "-n", "0"},
 		{"demo", "extra"},
+		{"get", "http://example.com/x", "--psk", "id:00"},
+		{"get", "coaps:///nohost", "--psk", "id:00"},
+		{"get", "--psk", "id:00"},
+		{"put", "coaps://127.0.0.1/echo", "--psk", "id:00", "--content-format", "text/nonsense"},
+		{"serve", "--resumption", "bogus"},
 	}
 	for _, args := range cases {
 		code, _, stderr := runCmd(args...)
@@ -261,6 +266,105 @@ func TestDemo(t *testing.T) {
 			if r.ServerStateBytes == 0 || r.ClientStateBytes == 0 {
 				t.Errorf("session_id row %d keeps %d/%d bytes", i, r.ClientStateBytes, r.ServerStateBytes)
 			}
+		}
+	}
+}
+
+// startServe runs `dtlsresume serve` as a process and returns its address.
+func startServe(t *testing.T, args ...string) (*peers.Process, string) {
+	t.Helper()
+	p := peers.Start(t, binary, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	m, err := p.WaitForRegexp(regexp.MustCompile(`serving CoAP over DTLS on udp (\S+)`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, m[1]
+}
+
+// TestLibcoapClientsAgainstServe: libcoap's coap-client (OpenSSL and GnuTLS
+// builds) gets answers from `dtlsresume serve` on its embedded defaults.
+func TestLibcoapClientsAgainstServe(t *testing.T) {
+	_, addr := startServe(t)
+	for _, bin := range []string{"coap-client-openssl", "coap-client-gnutls"} {
+		t.Run(bin, func(t *testing.T) {
+			path := peers.Require(t, bin)
+			out, err := exec.Command(path, "-B", "10", "-m", "put", "-e", "from "+bin, "-u", demoPSKIdentity,
+				"-k", "secretPSK-dtlsresume", "coaps://"+addr+"/echo").CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "from "+bin) {
+				t.Fatalf("PUT /echo: %v\n%s", err, out)
+			}
+			out, err = exec.Command(path, "-B", "10", "-m", "get", "-u", demoPSKIdentity,
+				"-k", "secretPSK-dtlsresume", "coaps://"+addr+"/time").CombinedOutput()
+			if err != nil {
+				t.Fatalf("GET /time: %v\n%s", err, out)
+			}
+			if _, err := time.Parse(time.RFC3339, strings.TrimSpace(string(out))); err != nil {
+				t.Fatalf("GET /time returned %q", out)
+			}
+		})
+	}
+}
+
+// TestGetAgainstLibcoapServers: `dtlsresume get` with a PSK against
+// coap-server-openssl and coap-server-gnutls (DTLS on port P+1).
+func TestGetAgainstLibcoapServers(t *testing.T) {
+	for _, bin := range []string{"coap-server-openssl", "coap-server-gnutls"} {
+		t.Run(bin, func(t *testing.T) {
+			path := peers.Require(t, bin)
+			port := peers.FreeUDPPorts(t, 2)
+			peers.Start(t, path, "-A", "127.0.0.1", "-p", strconv.Itoa(port), "-k", "libcoap-key", "-h", "hint")
+			peers.WaitUDPListening(t, port+1, 10*time.Second)
+			out, err := exec.Command(binary, "get", "coaps://127.0.0.1:"+strconv.Itoa(port+1)+"/",
+				"--psk", "client1:"+hex.EncodeToString([]byte("libcoap-key"))).Output()
+			if err != nil {
+				t.Fatalf("get: %v\n%s", err, out)
+			}
+			if !strings.HasPrefix(string(out), "This is a test server made with libcoap") {
+				t.Fatalf("payload %q", out)
+			}
+		})
+	}
+}
+
+// TestGetClientStateFreshProcess: a CoAP request right after a client_state
+// resumption, from a fresh client process that holds only its PSK.
+func TestGetClientStateFreshProcess(t *testing.T) {
+	_, addr := startServe(t)
+	psk := "dtlsresume:" + hex.EncodeToString([]byte("secretPSK-dtlsresume"))
+	for i, wantResumed := range []bool{false, true} {
+		out, err := exec.Command(binary, "put", "coaps://"+addr+"/echo", "--psk", psk, "--resumption", "client_state",
+			"--payload", "reading "+strconv.Itoa(i), "--json").Output()
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		var res coapResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Resumed != wantResumed || res.Resumption != "client_state" || res.Payload != "reading "+strconv.Itoa(i) {
+			t.Fatalf("run %d: %+v", i, res)
+		}
+		if wantResumed && (res.DatagramsSent != 2 || res.DatagramsReceived != 1) {
+			t.Errorf("run %d: %d/%d datagrams", i, res.DatagramsSent, res.DatagramsReceived)
+		}
+	}
+}
+
+// TestObserveCommand prints notifications as they come.
+func TestObserveCommand(t *testing.T) {
+	_, addr := startServe(t)
+	psk := "dtlsresume:" + hex.EncodeToString([]byte("secretPSK-dtlsresume"))
+	out, err := exec.Command(binary, "observe", "coaps://"+addr+"/time", "--psk", psk, "--count", "3").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d lines: %q", len(lines), out)
+	}
+	for _, l := range lines {
+		if _, err := time.Parse(time.RFC3339, l); err != nil {
+			t.Fatalf("line %q", l)
 		}
 	}
 }

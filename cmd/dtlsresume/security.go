@@ -35,7 +35,16 @@ type securityFlags struct {
 }
 
 func (s *securityFlags) register(fs *flag.FlagSet, client bool) {
-	fs.StringVar(&s.addr, "addr", defaultAddr, "UDP address HOST:PORT to "+map[bool]string{true: "dial", false: "listen on"}[client])
+	s.registerAddr(fs, client, defaultAddr)
+	s.registerSecurity(fs, client)
+}
+
+func (s *securityFlags) registerAddr(fs *flag.FlagSet, client bool, def string) {
+	fs.StringVar(&s.addr, "addr", def, "UDP address HOST:PORT to "+map[bool]string{true: "dial", false: "listen on"}[client])
+}
+
+// registerSecurity adds the credential, suite, timer and resumption flags.
+func (s *securityFlags) registerSecurity(fs *flag.FlagSet, client bool) {
 	fs.StringVar(&s.psk, "psk", "", "pre-shared key as IDENTITY:HEXKEY")
 	fs.StringVar(&s.suites, "suites", "", "comma-separated cipher suites (OpenSSL or IANA names); default all that the credentials allow")
 	fs.IntVar(&s.mtu, "mtu", 0, "largest UDP payload to send (default 1232)")
@@ -46,7 +55,11 @@ func (s *securityFlags) register(fs *flag.FlagSet, client bool) {
 		fs.StringVar(&s.serverName, "server-name", "", "name the server certificate must carry (default: the dialled host)")
 		fs.DurationVar(&s.timeout, "timeout", 10*time.Second, "handshake and reply timeout")
 	}
-	fs.StringVar(&s.resumption, "resumption", "session_ticket,session_id", "ordered resumption mechanisms to offer (dial) or allow (listen): none, session_id, session_ticket, client_state")
+	if client {
+		fs.StringVar(&s.resumption, "resumption", "session_ticket,session_id", "ordered resumption mechanisms to offer: none, session_id, session_ticket, client_state")
+	} else {
+		fs.StringVar(&s.resumption, "resumption", "client_state,session_ticket,session_id", "resumption mechanisms to allow: none, session_id, session_ticket, client_state")
+	}
 	if client {
 		fs.StringVar(&s.clientStateKey, "client-state-key", "", "16-byte hex key for client_state tickets (default: derived from the PSK or --key)")
 	}
