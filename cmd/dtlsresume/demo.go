@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,15 +9,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"text/tabwriter"
 	"time"
 
+	"github.com/dtlsresume/dtlsresume/coapclient"
+	"github.com/dtlsresume/dtlsresume/coapserver"
 	"github.com/dtlsresume/dtlsresume/dtls"
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/store"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
 // demoRow is one handshake of the demo.
@@ -39,9 +40,10 @@ type demoRow struct {
 // server that allows every type and a client that offers only that one.
 var demoTypes = []negotiation.Type{negotiation.SessionID, negotiation.SessionTicket, negotiation.ClientState, negotiation.None}
 
-// cmdDemo starts an echo server on loopback that allows every resumption
+// cmdDemo starts a CoAP server on loopback that allows every resumption
 // type, and for each type runs a client through a full handshake and a
-// resumption, printing what each cost on the wire and what each side keeps.
+// resumption, each followed by a GET /time, printing what each handshake
+// cost on the wire and what each side keeps.
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -73,23 +75,27 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		PSK:          func([]byte) ([]byte, error) { return key, nil },
 		SessionStore: store.NewMemory(store.MemoryConfig{}),
 	}
+	// The server reports each handshake it completes, so the table can
+	// show what it keeps.
+	serverStates := make(chan dtls.ConnectionState, 4)
+	scfg.HandshakeObserver = func(st dtls.ConnectionState, err error) {
+		if err == nil {
+			select {
+			case serverStates <- st:
+			default:
+			}
+		}
+	}
+	srv, err := coapserver.New(coapserver.Options{DTLS: scfg})
+	if err != nil {
+		return err
+	}
 	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, scfg)
 	if err != nil {
 		return err
 	}
-	defer l.Close()
-	serverStates := make(chan dtls.ConnectionState, 1)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			dc := c.(*dtls.Conn)
-			serverStates <- dc.ConnectionState()
-			go serveEcho(dc, slog.New(slog.DiscardHandler))
-		}
-	}()
+	go srv.Serve(l) //nolint:errcheck // ends with Stop
+	defer srv.Stop()
 
 	var rows []demoRow
 	for _, typ := range demoTypes {
@@ -142,26 +148,22 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
+// demoHandshake dials the CoAP server, GETs /time and reports the
+// handshake.
 func demoHandshake(addr *net.UDPAddr, cfg *dtls.Config) (demoRow, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dtls.DialContext(ctx, "udp", addr, cfg)
+	c, err := coapclient.Dial(ctx, addr.String(), cfg)
 	if err != nil {
 		return demoRow{}, err
 	}
 	defer c.Close()
-	msg := []byte("demo")
-	if _, err := c.Write(msg); err != nil {
-		return demoRow{}, err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 1500)
-	n, err := c.Read(buf)
+	resp, err := c.Get(ctx, "/time")
 	if err != nil {
-		return demoRow{}, fmt.Errorf("echo: %w", err)
+		return demoRow{}, fmt.Errorf("GET /time: %w", err)
 	}
-	if !bytes.Equal(buf[:n], msg) {
-		return demoRow{}, fmt.Errorf("echo returned %q", buf[:n])
+	if resp.Code != codes.Content {
+		return demoRow{}, fmt.Errorf("GET /time: %v", resp.Code)
 	}
 	st := c.ConnectionState()
 	return demoRow{

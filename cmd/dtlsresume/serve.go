@@ -42,6 +42,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
+	cfg.HandshakeObserver = func(st dtls.ConnectionState, err error) {
+		if err != nil {
+			logger.Info("handshake failed", "err", err)
+			return
+		}
+		logger.Info("handshake complete", "suite", st.CipherSuite.String(), "resumed", st.Resumed,
+			"resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
+	}
 	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
 	if err != nil {
 		return usagef("--addr %q: %v", sec.addr, err)
