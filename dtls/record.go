@@ -144,6 +144,13 @@ func (rl *recordLayer) open(r *record) error {
 		return errBadEpoch
 	}
 	ep := &rl.read[r.epoch]
+	if r.epoch == 0 {
+		// Epoch 0 is unauthenticated: a forged record with a high sequence
+		// number would move the window past the peer's genuine flight and
+		// stall the handshake. Handshake messages are deduplicated by
+		// message_seq instead, and epoch 0 carries no application data.
+		return nil
+	}
 	accept, ok := ep.replay.Check(r.seq)
 	if !ok {
 		return errReplay
