@@ -26,6 +26,7 @@ type Listener struct {
 
 	mu      sync.Mutex
 	conns   map[string]*Conn
+	pending map[string][32]byte // addresses with a queued lookup, and their hello's random
 	accept  chan *Conn
 	lookups chan lookupJob
 	closed  chan struct{}
@@ -69,6 +70,7 @@ func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
 		conns:   make(map[string]*Conn),
 		accept:  make(chan *Conn, 16),
 		lookups: make(chan lookupJob, lookupQueue),
+		pending: make(map[string][32]byte),
 		closed:  make(chan struct{}),
 	}
 	l.wg.Add(1 + lookupWorkers)
@@ -157,11 +159,19 @@ func (l *Listener) readLoop() {
 		// Whether the session resumes may take a store lookup: the
 		// lookup workers decide, so that a slow store never stalls this
 		// loop. When they are all busy the peer just gets a cookie.
-		select {
-		case l.lookups <- lookupJob{addr: addr, key: key, first: first}:
-		default:
-			l.sendHelloVerifyRequest(addr, key, first)
+		l.mu.Lock()
+		pending, queued := l.pending[key]
+		if !queued || pending != hello.random {
+			select {
+			case l.lookups <- lookupJob{addr: addr, key: key, first: first}:
+				l.pending[key] = hello.random
+			default:
+				l.mu.Unlock()
+				l.sendHelloVerifyRequest(addr, key, first)
+				continue
+			}
 		}
+		l.mu.Unlock()
 	}
 }
 
@@ -174,17 +184,6 @@ func (l *Listener) sendHelloVerifyRequest(addr net.Addr, key string, first *firs
 // begin starts the handshake of a ClientHello that passed the cookie check
 // or may skip it.
 func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
-	l.mu.Lock()
-	conn := l.conns[key]
-	l.mu.Unlock()
-	if conn != nil {
-		if !conn.hsDone.Load() && conn.helloRandom == first.hello.random {
-			return // a repeat of the hello whose handshake is running
-		}
-		// A peer with a live association starts over (it rebooted): the
-		// valid cookie proves it is reachable at this address.
-		conn.setReadErrAsync()
-	}
 	l.startHandshake(addr, key, first)
 }
 
@@ -224,6 +223,11 @@ func (l *Listener) lookupWorker() {
 			ctx, cancel := context.WithTimeout(context.Background(), resumptionLookupTimeout)
 			skip := l.cfg.skipCookie(ctx, job.first)
 			cancel()
+			l.mu.Lock()
+			if l.pending[job.key] == job.first.hello.random {
+				delete(l.pending, job.key)
+			}
+			l.mu.Unlock()
 			if skip {
 				l.begin(job.addr, job.key, job.first)
 			} else {
@@ -264,8 +268,17 @@ func (l *Listener) startHandshake(addr net.Addr, key string, first *firstHello) 
 		}
 		l.mu.Unlock()
 	}
+	// Check and register under one lock: copies of one hello may reach
+	// here from the read loop and the lookup workers at once.
 	l.mu.Lock()
 	if old := l.conns[key]; old != nil {
+		if old.helloRandom == first.hello.random {
+			l.mu.Unlock()
+			return // a copy of the hello whose connection exists
+		}
+		// A peer with a live association starts over (it rebooted): the
+		// cookie, or the server's own acceptance of its resumption, shows
+		// it is reachable at this address.
 		go old.Close()
 	}
 	l.conns[key] = c
