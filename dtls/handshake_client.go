@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -509,7 +508,7 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 		if err := c.parseAs(hm, &cm, "Certificate"); err != nil {
 			return err
 		}
-		if serverCerts, err = c.verifyServerCertificates(cm.certificates); err != nil {
+		if serverCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
 			return err
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
@@ -720,48 +719,6 @@ func (c *Conn) parseAs(hm handshakeMsg, m handshakeMessage, name string) error {
 		return localAlert(alertUnexpectedMessage, fmt.Errorf("expected %s, got handshake type %d", name, hm.typ))
 	}
 	return m.unmarshal(hm.body)
-}
-
-// verifyServerCertificates checks the server's chain against RootCAs and
-// the expected name, then runs VerifyPeerCertificate.
-func (c *Conn) verifyServerCertificates(raw [][]byte) ([]*x509.Certificate, error) {
-	if len(raw) == 0 {
-		return nil, localAlert(alertBadCertificate, errors.New("Certificate: server sent no certificate"))
-	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, der := range raw {
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: certificate %d: %w", i, err))
-		}
-		certs[i] = cert
-	}
-	if pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
-		return nil, localAlert(alertUnsupportedCertificate, errors.New("Certificate: server key is not ECDSA P-256"))
-	}
-	var chains [][]*x509.Certificate
-	if !c.cfg.InsecureSkipVerify {
-		opts := x509.VerifyOptions{
-			Roots:         c.cfg.RootCAs,
-			CurrentTime:   c.cfg.now(),
-			Intermediates: x509.NewCertPool(),
-			DNSName:       c.expectedServerName(),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		for _, cert := range certs[1:] {
-			opts.Intermediates.AddCert(cert)
-		}
-		var err error
-		if chains, err = certs[0].Verify(opts); err != nil {
-			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: %w", err))
-		}
-	}
-	if c.cfg.VerifyPeerCertificate != nil {
-		if err := c.cfg.VerifyPeerCertificate(raw, chains); err != nil {
-			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: VerifyPeerCertificate: %w", err))
-		}
-	}
-	return certs, nil
 }
 
 // expectedServerName is ServerName, or the peer's IP address when none is

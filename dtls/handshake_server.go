@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -506,7 +505,7 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		if err != nil {
 			return err
 		}
-		if clientCerts, err = c.verifyClientCertificates(cm.certificates); err != nil {
+		if clientCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
 			return err
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
@@ -609,47 +608,4 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	c.rl.startWriteEpoch1()
 	c.writeMu.Unlock()
 	return c.sendFlight(items)
-}
-
-// verifyClientCertificates applies ClientAuth to the client's chain.
-func (c *Conn) verifyClientCertificates(raw [][]byte) ([]*x509.Certificate, error) {
-	if len(raw) == 0 {
-		if c.cfg.ClientAuth == RequireAnyClientCert || c.cfg.ClientAuth == RequireAndVerifyClientCert {
-			return nil, localAlert(alertHandshakeFailure, errors.New("Certificate: client sent no certificate"))
-		}
-		return nil, nil
-	}
-	certs := make([]*x509.Certificate, len(raw))
-	for i, der := range raw {
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: certificate %d: %w", i, err))
-		}
-		certs[i] = cert
-	}
-	if pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
-		return nil, localAlert(alertUnsupportedCertificate, errors.New("Certificate: client key is not ECDSA P-256"))
-	}
-	var chains [][]*x509.Certificate
-	if c.cfg.ClientAuth == VerifyClientCertIfGiven || c.cfg.ClientAuth == RequireAndVerifyClientCert {
-		opts := x509.VerifyOptions{
-			Roots:         c.cfg.ClientCAs,
-			CurrentTime:   c.cfg.now(),
-			Intermediates: x509.NewCertPool(),
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-		for _, cert := range certs[1:] {
-			opts.Intermediates.AddCert(cert)
-		}
-		var err error
-		if chains, err = certs[0].Verify(opts); err != nil {
-			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: %w", err))
-		}
-	}
-	if c.cfg.VerifyPeerCertificate != nil {
-		if err := c.cfg.VerifyPeerCertificate(raw, chains); err != nil {
-			return nil, localAlert(alertBadCertificate, fmt.Errorf("Certificate: VerifyPeerCertificate: %w", err))
-		}
-	}
-	return certs, nil
 }
