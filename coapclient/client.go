@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dtlsresume/dtlsresume/internal/coaptune"
 	"log/slog"
 	"net"
 	"strings"
@@ -72,29 +73,6 @@ type Client struct {
 	cc   *udpClient.Conn
 }
 
-// Blocks must fit one DTLS record (dtls.Conn.Write does not split): the
-// record header and AEAD overhead (at most 13+8+16 bytes) and the CoAP
-// header, token and options (128 bytes allowed) come on top of the block.
-const (
-	recordOverhead   = 13 + 8 + 16
-	coapOverhead     = 128
-	defaultDTLSMTU   = 1232
-	maxDTLSPlain     = 1 << 14 // read buffer: the largest DTLS plaintext
-	periodicTick     = 500 * time.Millisecond
-	blockwiseTimeout = 10 * time.Second
-)
-
-func blockSZX(mtu int) blockwise.SZX {
-	if mtu <= 0 {
-		mtu = defaultDTLSMTU
-	}
-	szx := blockwise.SZX1024
-	for szx > blockwise.SZX16 && int(szx.Size())+recordOverhead+coapOverhead > mtu {
-		szx--
-	}
-	return szx
-}
-
 // Dial resolves addr ("host:port"), completes a DTLS handshake with cfg
 // (bounded by ctx) and starts a CoAP client on the connection. The block
 // size of block-wise transfers follows cfg.MTU.
@@ -111,7 +89,7 @@ func Dial(ctx context.Context, addr string, cfg *dtls.Config, opts ...Option) (*
 	if cfg != nil {
 		mtu = cfg.MTU
 	}
-	szx := blockSZX(mtu)
+	szx := coaptune.BlockSZX(mtu)
 	opts = append([]Option{optionFunc(func(c *udpClient.Config) { c.BlockwiseSZX = szx })}, opts...)
 	return NewClient(conn, opts...), nil
 }
@@ -123,10 +101,10 @@ func NewClient(conn *dtls.Conn, opts ...Option) *Client {
 	// As go-coap's dtls.Client, on its public constructors.
 	cfg := udpClient.DefaultConfig
 	cfg.Errors = func(error) {}
-	cfg.MTU = maxDTLSPlain
-	cfg.BlockwiseSZX = blockSZX(0)
-	cfg.BlockwiseTransferTimeout = blockwiseTimeout
-	cfg.PeriodicRunner = periodicRunner(periodicTick)
+	cfg.MTU = coaptune.MaxPlaintext
+	cfg.BlockwiseSZX = coaptune.BlockSZX(0)
+	cfg.BlockwiseTransferTimeout = coaptune.BlockwiseTimeout
+	cfg.PeriodicRunner = coaptune.PeriodicRunner(coaptune.PeriodicTick)
 	for _, o := range opts {
 		o.UDPClientApply(&cfg)
 	}
@@ -172,22 +150,6 @@ func NewClient(conn *dtls.Conn, opts ...Option) *Client {
 		}
 	}()
 	return &Client{conn: conn, cc: cc}
-}
-
-// periodicRunner calls f every tick until f returns false (go-coap's
-// default sleeps 4 s, which is also its retransmission granularity).
-func periodicRunner(tick time.Duration) func(f func(now time.Time) bool) {
-	return func(f func(now time.Time) bool) {
-		go func() {
-			t := time.NewTicker(tick)
-			defer t.Stop()
-			for now := range t.C {
-				if !f(now) {
-					return
-				}
-			}
-		}()
-	}
 }
 
 // splitQuery splits "path?a=1&b" into the path and Uri-Query options.

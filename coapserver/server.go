@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dtlsresume/dtlsresume/internal/coaptune"
 	"io"
 	"log/slog"
 	"net"
@@ -12,7 +13,6 @@ import (
 	"github.com/dtlsresume/dtlsresume/dtls"
 	dtlsServer "github.com/plgd-dev/go-coap/v3/dtls/server"
 	"github.com/plgd-dev/go-coap/v3/mux"
-	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/monitor/inactivity"
 	"github.com/plgd-dev/go-coap/v3/options"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
@@ -47,48 +47,6 @@ type Server struct {
 	dtls *dtls.Config
 }
 
-// Blocks must fit one DTLS record: the record header and AEAD overhead (at
-// most 13+8+16 bytes) and the CoAP header, token and options (128 bytes
-// allowed) come on top of the block.
-const (
-	recordOverhead   = 13 + 8 + 16
-	coapOverhead     = 128
-	defaultDTLSMTU   = 1232
-	maxDTLSPlain     = 1 << 14 // read buffer: the largest DTLS plaintext
-	periodicTick     = 500 * time.Millisecond
-	blockwiseTimeout = 10 * time.Second
-)
-
-// blockSZX returns the largest block-wise size whose blocks fit one record
-// of a DTLS connection with the given MTU (0 means the dtls default).
-func blockSZX(mtu int) blockwise.SZX {
-	if mtu <= 0 {
-		mtu = defaultDTLSMTU
-	}
-	szx := blockwise.SZX1024
-	for szx > blockwise.SZX16 && int(szx.Size())+recordOverhead+coapOverhead > mtu {
-		szx--
-	}
-	return szx
-}
-
-// periodicRunner is a go-coap periodic runner that calls f every tick until
-// f returns false. go-coap's default sleeps 4 s between calls, which is also
-// its retransmission and inactivity granularity.
-func periodicRunner(tick time.Duration) func(f func(now time.Time) bool) {
-	return func(f func(now time.Time) bool) {
-		go func() {
-			t := time.NewTicker(tick)
-			defer t.Stop()
-			for now := range t.C {
-				if !f(now) {
-					return
-				}
-			}
-		}()
-	}
-}
-
 type serverOption func(*dtlsServer.Config)
 
 func (o serverOption) DTLSServerApply(cfg *dtlsServer.Config) { o(cfg) }
@@ -112,9 +70,9 @@ func New(opts Options) (*Server, error) {
 	list := []dtlsServer.Option{
 		options.WithMux(h),
 		options.WithErrors(func(err error) { logger.Warn("coap", "err", err) }),
-		options.WithMTU(maxDTLSPlain),
-		options.WithBlockwise(true, blockSZX(mtu), blockwiseTimeout),
-		options.WithPeriodicRunner(periodicRunner(periodicTick)),
+		options.WithMTU(coaptune.MaxPlaintext),
+		options.WithBlockwise(true, coaptune.BlockSZX(mtu), coaptune.BlockwiseTimeout),
+		options.WithPeriodicRunner(coaptune.PeriodicRunner(coaptune.PeriodicTick)),
 	}
 	switch {
 	case opts.InactivityTimeout > 0:
