@@ -77,6 +77,13 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	// The session is worth keeping as soon as the handshake is done, even
+	// if no reply comes.
+	if sessions != nil {
+		if err := sessions.save(); err != nil {
+			return err
+		}
+	}
 	if _, err := c.Write(payload); err != nil {
 		return err
 	}
@@ -87,11 +94,6 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("waiting for the reply: %w", err)
 	}
 	st := c.ConnectionState()
-	if sessions != nil {
-		if err := sessions.save(); err != nil {
-			return err
-		}
-	}
 	res := dialResult{
 		Suite:             st.CipherSuite.String(),
 		Resumed:           st.Resumed,
