@@ -238,3 +238,68 @@ func (m *Memory) remove(e *entry) {
 	m.stats.Entries--
 	m.stats.Bytes -= e.size()
 }
+
+// Unexported helpers for stores that keep their index in a Memory.
+
+// putUntil stores value (not copied: the caller gives it up) under key until
+// expires, as Put does; it refuses what Put refuses.
+func (m *Memory) putUntil(key string, value []byte, expires time.Time) error {
+	if n := len(key) + len(value); n > m.maxBytes {
+		return fmt.Errorf("store: Put: record of %d bytes exceeds MaxBytes %d: %w", n, m.maxBytes, ErrTooLarge)
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.items[key]; ok {
+		m.stats.Bytes += len(value) - len(e.value)
+		e.value = value
+		e.expires = expires
+		m.moveToFront(e)
+	} else {
+		e := &entry{key: key, value: value, expires: expires}
+		m.items[e.key] = e
+		m.pushFront(e)
+		m.stats.Bytes += e.size()
+		m.stats.Entries++
+	}
+	for m.stats.Entries > m.capacity || m.stats.Bytes > m.maxBytes {
+		last := m.root.prev
+		m.remove(last)
+		if now.Before(last.expires) {
+			m.stats.Evictions++
+		} else {
+			m.stats.Expired++
+		}
+	}
+	return nil
+}
+
+// deleteKey removes the record under key, if any.
+func (m *Memory) deleteKey(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.items[key]; ok {
+		m.remove(e)
+	}
+}
+
+// memRecord is a live record of a snapshot.
+type memRecord struct {
+	key     string
+	value   []byte // shared with the store: read only
+	expires time.Time
+}
+
+// snapshot returns the live records, least recently used first.
+func (m *Memory) snapshot() []memRecord {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]memRecord, 0, m.stats.Entries)
+	for e := m.root.prev; e != &m.root; e = e.prev {
+		if now.Before(e.expires) {
+			out = append(out, memRecord{e.key, e.value, e.expires})
+		}
+	}
+	return out
+}

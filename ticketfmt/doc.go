@@ -19,7 +19,13 @@
 // ticket it names the server, and it gains a raw_public_key(255) case.
 //
 // The building blocks are [State] (the StatePlaintext codec), [Key] (seal and
-// open under one key), and [KeyRing] (a server's rotating set of keys).
+// open under one key), and [KeyRing] (a server's rotating set of keys). A
+// ring's keys can be exported and imported (a key may carry a NotBefore in
+// the future: it opens tickets at once and seals from then on), kept across
+// restarts (KeyRingConfig.Keys, OnChange), and shared by a cluster: a
+// Managed ring generates no key of its own and follows a schedule given by
+// SyncKeys, so every server seals with the same key at the same time
+// (package store publishes the schedule through Redis).
 // [DeriveClientKey] and [ClientHandle] give a client its ticket key and its
 // public handle from the credential it already holds.
 package ticketfmt

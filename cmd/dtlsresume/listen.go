@@ -22,6 +22,7 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var sec securityFlags
 	sec.register(fs, false)
+	sec.registerServer(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -41,6 +42,11 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
+	cleanup, err := sec.setupServer(cfg, logger, stdout)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
 	if err != nil {
 		return usagef("--addr %q: %v", sec.addr, err)
@@ -66,11 +72,7 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 			}
 			return err
 		}
-		dc := c.(*dtls.Conn)
-		st := dc.ConnectionState()
-		logger.Info("handshake complete", "peer", c.RemoteAddr().String(), "suite", st.CipherSuite.String(),
-			"resumed", st.Resumed, "resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
-		go serveEcho(dc, logger)
+		go serveEcho(c.(*dtls.Conn), logger)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
@@ -8,13 +9,15 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/metrics"
 	"github.com/dtlsresume/dtlsresume/negotiation"
-	"github.com/dtlsresume/dtlsresume/store"
 )
 
 // Demo credentials used when no PSK or certificate is given: printed at
@@ -30,6 +33,7 @@ type securityFlags struct {
 	addr, psk, cert, key, ca, suites, serverName string
 	insecure                                     bool
 	resumption, clientStateKey                   string
+	storeSpec, storeKey, metricsAddr             string
 	mtu                                          int
 	retransmit, timeout                          time.Duration
 }
@@ -139,9 +143,6 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 	allowed := negotiation.Policy(types)
 	cfg.Resumption = types
 	cfg.SessionTicketsDisabled = !allowed.Allows(negotiation.SessionTicket)
-	if !client && (allowed.Allows(negotiation.SessionID) || allowed.Allows(negotiation.ClientState)) {
-		cfg.SessionStore = store.NewMemory(store.MemoryConfig{})
-	}
 	if s.clientStateKey != "" {
 		if !client {
 			return nil, usagef("--client-state-key is a dial flag")
@@ -172,4 +173,61 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// registerServer adds the server's store and metrics flags.
+func (s *securityFlags) registerServer(fs *flag.FlagSet) {
+	fs.StringVar(&s.storeSpec, "store", "memory", storeFlagUsage)
+	fs.StringVar(&s.storeKey, "store-key", "", storeKeyFlagUsage)
+	fs.StringVar(&s.metricsAddr, "metrics", "", "serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9100)")
+}
+
+// setupServer opens the session store and ticket keys, installs metrics
+// and a handshake log line, and serves the metrics when asked. The returned
+// function releases all of it; call it after the listener is closed.
+func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdout io.Writer) (func(), error) {
+	key, err := parseStoreKey(s.storeKey)
+	if err != nil {
+		return nil, err
+	}
+	st, ring, closeStore, err := openStore(s.storeSpec, key, logger)
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.New(nil)
+	policy := negotiation.Policy(cfg.Resumption)
+	if policy.Allows(negotiation.SessionID) || policy.Allows(negotiation.ClientState) {
+		cfg.SessionStore = m.WrapStore(st, storeBackendName(s.storeSpec))
+	}
+	if !cfg.SessionTicketsDisabled {
+		cfg.TicketKeys = ring
+		m.WatchKeyRing(ring)
+	}
+	cfg.HandshakeObserver = func(st dtls.ConnectionState, err error) {
+		m.Observe(st, err)
+		if err != nil {
+			logger.Info("handshake failed", "err", err)
+			return
+		}
+		logger.Info("handshake complete", "suite", st.CipherSuite.String(), "resumed", st.Resumed,
+			"resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
+	}
+	shutdown := func(context.Context) error { return nil }
+	if s.metricsAddr != "" {
+		addr, sd, err := m.Serve(s.metricsAddr, logger)
+		if err != nil {
+			_ = closeStore()
+			return nil, usagef("--metrics %s: %v", s.metricsAddr, err)
+		}
+		shutdown = sd
+		fmt.Fprintf(stdout, "metrics on http://%s/metrics\n", addr)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = shutdown(ctx)
+		if err := closeStore(); err != nil {
+			logger.Warn("closing the session store", "err", err)
+		}
+	}, nil
 }

@@ -23,6 +23,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	var sec securityFlags
 	sec.registerAddr(fs, false, ":5684")
 	sec.registerSecurity(fs, false)
+	sec.registerServer(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -42,14 +43,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = logger
-	cfg.HandshakeObserver = func(st dtls.ConnectionState, err error) {
-		if err != nil {
-			logger.Info("handshake failed", "err", err)
-			return
-		}
-		logger.Info("handshake complete", "suite", st.CipherSuite.String(), "resumed", st.Resumed,
-			"resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
+	cleanup, err := sec.setupServer(cfg, logger, stdout)
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
 	if err != nil {
 		return usagef("--addr %q: %v", sec.addr, err)
