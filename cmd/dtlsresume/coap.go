@@ -129,10 +129,10 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 			}
 		}
 	}
-	var sessions *fileSessionCache
+	var sessions *coapclient.FileSessionCache
 	if *sessionFile != "" {
-		if sessions, err = loadSessionFile(*sessionFile); err != nil {
-			return err
+		if sessions, err = coapclient.NewFileSessionCache(*sessionFile); err != nil {
+			return usagef("--session: %v", err)
 		}
 		cfg.ClientSessionCache = sessions
 	}
@@ -146,7 +146,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	defer client.Close()
 	st := client.ConnectionState()
 	if sessions != nil {
-		if err := sessions.save(); err != nil {
+		if err := sessions.Err(); err != nil {
 			return err
 		}
 	}

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/dtlsresume/dtlsresume/coapclient"
 	"github.com/dtlsresume/dtlsresume/dtls"
 )
 
@@ -53,10 +50,10 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usagef("--addr %q: %v", sec.addr, err)
 	}
-	var sessions *fileSessionCache
+	var sessions *coapclient.FileSessionCache
 	if *sessionFile != "" {
-		if sessions, err = loadSessionFile(*sessionFile); err != nil {
-			return err
+		if sessions, err = coapclient.NewFileSessionCache(*sessionFile); err != nil {
+			return usagef("--session: %v", err)
 		}
 		cfg.ClientSessionCache = sessions
 	}
@@ -80,7 +77,7 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	// The session is worth keeping as soon as the handshake is done, even
 	// if no reply comes.
 	if sessions != nil {
-		if err := sessions.save(); err != nil {
+		if err := sessions.Err(); err != nil {
 			return err
 		}
 	}
@@ -118,66 +115,4 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, res.Reply)
 	}
 	return nil
-}
-
-// fileSessionCache is the one-session ClientSessionCache behind --session:
-// loaded from the file before the handshake, written back after it.
-type fileSessionCache struct {
-	path    string
-	key     string
-	session *dtls.ClientSession
-}
-
-func loadSessionFile(path string) (*fileSessionCache, error) {
-	f := &fileSessionCache{path: path}
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return f, nil
-	case err != nil:
-		return nil, usagef("--session: %v", err)
-	}
-	key, rest, ok := bytes.Cut(data, []byte{'\n'})
-	if !ok {
-		return nil, usagef("--session %s: not a session file", path)
-	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(rest)))
-	if err != nil {
-		return nil, usagef("--session %s: %v", path, err)
-	}
-	if f.session, err = dtls.ParseClientSession(raw); err != nil {
-		return nil, usagef("--session %s: %v", path, err)
-	}
-	f.key = string(key)
-	return f, nil
-}
-
-func (f *fileSessionCache) Get(key string) (*dtls.ClientSession, bool) {
-	if f.session == nil || key != f.key {
-		return nil, false
-	}
-	return f.session, true
-}
-
-func (f *fileSessionCache) Put(key string, s *dtls.ClientSession) { f.key, f.session = key, s }
-
-// save writes the session (or removes the file when there is none) through
-// a temporary file, so a crash never leaves half a file.
-func (f *fileSessionCache) save() error {
-	if f.session == nil {
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	raw, err := f.session.Marshal()
-	if err != nil {
-		return err
-	}
-	tmp := f.path + ".tmp"
-	data := f.key + "\n" + base64.StdEncoding.EncodeToString(raw) + "\n"
-	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
-		return fmt.Errorf("saving --session: %w", err)
-	}
-	return os.Rename(tmp, f.path)
 }
