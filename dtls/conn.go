@@ -574,3 +574,45 @@ func (e *timeoutError) Unwrap() error   { return ErrDeadlineExceeded }
 var ErrDeadlineExceeded = errors.New("deadline exceeded")
 
 var aLongTimeAgo = time.Unix(1, 0)
+
+// flight collects the handshake messages of one of our flights: each gets
+// the next message_seq and enters the transcript as it is added.
+type flight struct {
+	c     *Conn
+	items []outItem
+}
+
+func (c *Conn) newFlight() *flight { return &flight{c: c} }
+
+func (f *flight) add(m handshakeMessage, epoch uint16) error {
+	it, err := f.c.handshakeItem(m, epoch)
+	if err != nil {
+		return err
+	}
+	f.c.addTranscript(it.msgType, it.seq, it.body)
+	f.items = append(f.items, it)
+	return nil
+}
+
+// send sends the flight and keeps it for retransmission.
+func (f *flight) send() error { return f.c.sendFlight(f.items) }
+
+// finish ends the flight with ChangeCipherSpec and our Finished over the
+// transcript so far, sends it, and switches our writing to epoch 1.
+func (f *flight) finish(ms []byte) error {
+	vd, err := finishedData(ms, f.c.transcript, f.c.isClient)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	f.items = append(f.items, outItem{ccs: true, epoch: 0})
+	if err := f.add(&finishedMsg{verifyData: vd}, 1); err != nil {
+		return err
+	}
+	if err := f.send(); err != nil {
+		return err
+	}
+	f.c.writeMu.Lock()
+	f.c.rl.startWriteEpoch1()
+	f.c.writeMu.Unlock()
+	return nil
+}

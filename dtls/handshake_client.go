@@ -290,21 +290,9 @@ func (c *Conn) clientResume(ctx context.Context, hs *clientHandshakeState) error
 	if err := c.readPeerFinished(ctx, ms); err != nil {
 		return err
 	}
-	vd, err := finishedData(ms, c.transcript, true)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	fin, err := c.handshakeItem(&finishedMsg{verifyData: vd}, 1)
-	if err != nil {
+	if err := c.newFlight().finish(ms); err != nil {
 		return err
 	}
-	c.addTranscript(fin.msgType, fin.seq, fin.body)
-	if err := c.sendFlight([]outItem{{ccs: true, epoch: 0}, fin}); err != nil {
-		return err
-	}
-	c.writeMu.Lock()
-	c.rl.startWriteEpoch1()
-	c.writeMu.Unlock()
 	c.restorePeer(st)
 	c.state.Resumed = true
 	c.state.Resumption = hs.session.Resumption()
@@ -450,7 +438,7 @@ func (c *Conn) clientStateResume(ctx context.Context, hs *clientHandshakeState) 
 		}
 		return err
 	}
-	var items []outItem
+	fl := c.newFlight()
 	if c.cfg.now().Sub(st.Timestamp) > st.Lifetime/2 {
 		// Refresh: the same session, sealed again with a new expiry.
 		renewed := *st
@@ -460,29 +448,13 @@ func (c *Conn) clientStateResume(ctx context.Context, hs *clientHandshakeState) 
 		if err != nil {
 			return err
 		}
-		it, err := c.handshakeItem(nst, 0)
-		if err != nil {
+		if err := fl.add(nst, 0); err != nil {
 			return err
 		}
-		c.addTranscript(it.msgType, it.seq, it.body)
-		items = append(items, it)
 	}
-	vd, err := finishedData(ms, c.transcript, true)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	fin, err := c.handshakeItem(&finishedMsg{verifyData: vd}, 1)
-	if err != nil {
+	if err := fl.finish(ms); err != nil {
 		return err
 	}
-	c.addTranscript(fin.msgType, fin.seq, fin.body)
-	items = append(items, outItem{ccs: true, epoch: 0}, fin)
-	if err := c.sendFlight(items); err != nil {
-		return err
-	}
-	c.writeMu.Lock()
-	c.rl.startWriteEpoch1()
-	c.writeMu.Unlock()
 	c.restorePeer(st)
 	c.state.ServerName = c.cfg.ServerName
 	c.state.Resumed = true
@@ -550,16 +522,7 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 	c.addTranscript(hm.typ, hm.seq, hm.body)
 
 	// Flight 5.
-	var items []outItem
-	add := func(m handshakeMessage, epoch uint16) error {
-		it, err := c.handshakeItem(m, epoch)
-		if err != nil {
-			return err
-		}
-		c.addTranscript(it.msgType, it.seq, it.body)
-		items = append(items, it)
-		return nil
-	}
+	fl := c.newFlight()
 	var signer crypto.Signer
 	if certReq != nil {
 		cm := &certificateMsg{}
@@ -568,7 +531,7 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 			cm.certificates = cert.Certificate
 			signer, _ = cert.PrivateKey.(crypto.Signer)
 		}
-		if err := add(cm, 0); err != nil {
+		if err := fl.add(cm, 0); err != nil {
 			return err
 		}
 	}
@@ -582,7 +545,7 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 		preMaster = prf.PSKPreMasterSecret(psk)
 		c.state.PSKIdentity = c.cfg.PSKIdentityHint
 		c.state.PSKIdentityHint = pskHint
-		if err := add(&clientKeyExchangePSKMsg{identity: c.cfg.PSKIdentityHint}, 0); err != nil {
+		if err := fl.add(&clientKeyExchangePSKMsg{identity: c.cfg.PSKIdentityHint}, 0); err != nil {
 			return err
 		}
 	case kxECDHE:
@@ -594,7 +557,7 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 			return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: public key: %w", err))
 		}
 		c.state.PeerCertificates = serverCerts
-		if err := add(&clientKeyExchangeECDHEMsg{publicKey: kp.PublicKey}, 0); err != nil {
+		if err := fl.add(&clientKeyExchangeECDHEMsg{publicKey: kp.PublicKey}, 0); err != nil {
 			return err
 		}
 	}
@@ -609,7 +572,7 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 		if err != nil {
 			return localAlert(alertInternalError, fmt.Errorf("CertificateVerify: %w", err))
 		}
-		if err := add(&certificateVerifyMsg{sigAlg: sigECDSAWithP256SHA256, signature: sig}, 0); err != nil {
+		if err := fl.add(&certificateVerifyMsg{sigAlg: sigECDSAWithP256SHA256, signature: sig}, 0); err != nil {
 			return err
 		}
 	}
@@ -630,27 +593,16 @@ func (c *Conn) clientFullHandshake(ctx context.Context, hs *clientHandshakeState
 		if err != nil {
 			return err
 		}
-		if err := add(nst, 0); err != nil {
+		if err := fl.add(nst, 0); err != nil {
 			return err
 		}
 	}
 	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
 		return err
 	}
-	items = append(items, outItem{ccs: true, epoch: 0})
-	vd, err := finishedData(ms, c.transcript, true)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
+	if err := fl.finish(ms); err != nil {
 		return err
 	}
-	if err := c.sendFlight(items); err != nil {
-		return err
-	}
-	c.writeMu.Lock()
-	c.rl.startWriteEpoch1()
-	c.writeMu.Unlock()
 
 	// Flight 6: [NewSessionTicket], ChangeCipherSpec, Finished.
 	nst, err := c.readNewSessionTicket(ctx, hs)

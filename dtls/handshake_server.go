@@ -132,16 +132,7 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	st := res.state
 	hs.suite = cipherSuiteByID(st.CipherSuite)
 	hs.ems = st.ExtendedMasterSecret
-	var items []outItem
-	add := func(m handshakeMessage, epoch uint16) error {
-		it, err := c.handshakeItem(m, epoch)
-		if err != nil {
-			return err
-		}
-		c.addTranscript(it.msgType, it.seq, it.body)
-		items = append(items, it)
-		return nil
-	}
+	fl := c.newFlight()
 	sh := c.serverHelloMsg(hs, res.sessionID)
 	if res.renew {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
@@ -151,7 +142,7 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	if err := c.addAnswer(hs, sh, res.mech, res.clientTicket); err != nil {
 		return err
 	}
-	if err := add(sh, 0); err != nil {
+	if err := fl.add(sh, 0); err != nil {
 		return err
 	}
 	if res.renew {
@@ -160,7 +151,7 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 		if err != nil {
 			return err
 		}
-		if err := add(nst, 0); err != nil {
+		if err := fl.add(nst, 0); err != nil {
 			return err
 		}
 	}
@@ -168,20 +159,9 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
 		return err
 	}
-	vd, err := finishedData(ms, c.transcript, false)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	items = append(items, outItem{ccs: true, epoch: 0})
-	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
+	if err := fl.finish(ms); err != nil {
 		return err
 	}
-	if err := c.sendFlight(items); err != nil {
-		return err
-	}
-	c.writeMu.Lock()
-	c.rl.startWriteEpoch1()
-	c.writeMu.Unlock()
 	// A client_state client may refresh its ticket before its Finished.
 	refresh, err := c.readClientTicket(ctx, res.mech == negotiation.ClientState)
 	if err != nil {
@@ -422,16 +402,7 @@ func (c *Conn) serverHelloMsg(hs *serverHandshakeState, sessionID []byte) *serve
 
 // serverFullHandshake sends flight 4 and runs the rest of a full handshake.
 func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState) error {
-	var items []outItem
-	add := func(m handshakeMessage, epoch uint16) error {
-		it, err := c.handshakeItem(m, epoch)
-		if err != nil {
-			return err
-		}
-		c.addTranscript(it.msgType, it.seq, it.body)
-		items = append(items, it)
-		return nil
-	}
+	fl := c.newFlight()
 	// Which resumption this session gets: a ticket when the client asks for
 	// one (RFC 5077; no session ID then), else a session ID when the server
 	// keeps sessions.
@@ -453,13 +424,13 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	if err := c.addAnswer(hs, sh, mech, nil); err != nil {
 		return err
 	}
-	if err := add(sh, 0); err != nil {
+	if err := fl.add(sh, 0); err != nil {
 		return err
 	}
 	var kp *pionelliptic.Keypair
 	switch hs.suite.kx {
 	case kxECDHE:
-		if err := add(&certificateMsg{certificates: hs.cert.chain}, 0); err != nil {
+		if err := fl.add(&certificateMsg{certificates: hs.cert.chain}, 0); err != nil {
 			return err
 		}
 		var err error
@@ -474,26 +445,26 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		if ske.signature, err = hs.cert.signer.Sign(rand.Reader, h.Sum(nil), crypto.SHA256); err != nil {
 			return localAlert(alertInternalError, fmt.Errorf("ServerKeyExchange: signing: %w", err))
 		}
-		if err := add(ske, 0); err != nil {
+		if err := fl.add(ske, 0); err != nil {
 			return err
 		}
 		if c.cfg.ClientAuth != NoClientCert {
 			req := &certificateRequestMsg{certificateTypes: []uint8{64}, signatureAlgorithms: []uint16{sigECDSAWithP256SHA256}}
-			if err := add(req, 0); err != nil {
+			if err := fl.add(req, 0); err != nil {
 				return err
 			}
 		}
 	case kxPSK:
 		if c.cfg.PSKIdentityHint != nil {
-			if err := add(&serverKeyExchangePSKMsg{identityHint: c.cfg.PSKIdentityHint}, 0); err != nil {
+			if err := fl.add(&serverKeyExchangePSKMsg{identityHint: c.cfg.PSKIdentityHint}, 0); err != nil {
 				return err
 			}
 		}
 	}
-	if err := add(&serverHelloDoneMsg{}, 0); err != nil {
+	if err := fl.add(&serverHelloDoneMsg{}, 0); err != nil {
 		return err
 	}
-	if err := c.sendFlight(items); err != nil {
+	if err := fl.send(); err != nil {
 		return err
 	}
 
@@ -568,7 +539,7 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	}
 
 	// Flight 6: [NewSessionTicket], ChangeCipherSpec, Finished.
-	items = nil
+	fl = c.newFlight()
 	st := c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), mech)
 	switch mech {
 	case negotiation.SessionTicket:
@@ -576,7 +547,7 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		if err != nil {
 			return err
 		}
-		if err := add(nst, 0); err != nil {
+		if err := fl.add(nst, 0); err != nil {
 			return err
 		}
 	case negotiation.SessionID:
@@ -596,16 +567,5 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	}
 	c.state.Resumption = mech
 	c.state.Negotiated = hs.offer != nil
-	vd, err := finishedData(ms, c.transcript, false)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	items = append(items, outItem{ccs: true, epoch: 0})
-	if err := add(&finishedMsg{verifyData: vd}, 1); err != nil {
-		return err
-	}
-	c.writeMu.Lock()
-	c.rl.startWriteEpoch1()
-	c.writeMu.Unlock()
-	return c.sendFlight(items)
+	return fl.finish(ms)
 }

@@ -18,43 +18,11 @@ import (
 )
 
 func cmdListen(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("listen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sec securityFlags
-	sec.register(fs, false)
-	sec.registerServer(fs)
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	logger, err := newLogger(stderr, *logLevel)
-	if err != nil {
-		return err
-	}
-	cfg, err := sec.config(false)
-	if err != nil {
-		return err
-	}
-	if err := demoCredentials(cfg, stdout); err != nil {
-		return err
-	}
-	cfg.Logger = logger
-	cleanup, err := sec.setupServer(cfg, logger, stdout)
+	l, _, logger, cleanup, err := startServer("listen", defaultAddr, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
-	if err != nil {
-		return usagef("--addr %q: %v", sec.addr, err)
-	}
-	l, err := dtls.Listen("udp", laddr, cfg)
-	if err != nil {
-		return err
-	}
 	defer l.Close()
 	fmt.Fprintf(stdout, "listening on udp %s (DTLS 1.2 echo)\n", l.Addr())
 
@@ -92,6 +60,52 @@ func serveEcho(c *dtls.Conn, logger *slog.Logger) {
 			return
 		}
 	}
+}
+
+// startServer is what listen and serve share: it parses the server flags,
+// completes the Config (demo credentials, store, ticket keys, metrics,
+// logging) and opens the listener. cleanup releases the store and metrics
+// after the listener is closed.
+func startServer(name, addr string, args []string, stdout, stderr io.Writer) (*dtls.Listener, *dtls.Config, *slog.Logger, func(), error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sec securityFlags
+	sec.registerAddr(fs, false, addr)
+	sec.registerSecurity(fs, false)
+	sec.registerServer(fs)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, nil, nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	cfg, err := sec.config(false)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	laddr, err := net.ResolveUDPAddr("udp", sec.addr)
+	if err != nil {
+		return nil, nil, nil, nil, usagef("--addr %q: %v", sec.addr, err)
+	}
+	if err := demoCredentials(cfg, stdout); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	cfg.Logger = logger
+	cleanup, err := sec.setupServer(cfg, logger, stdout)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	l, err := dtls.Listen("udp", laddr, cfg)
+	if err != nil {
+		cleanup()
+		return nil, nil, nil, nil, err
+	}
+	return l, cfg, logger, cleanup, nil
 }
 
 // demoCredentials gives a server started without --psk or --cert the demo
