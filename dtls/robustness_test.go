@@ -2014,3 +2014,29 @@ func TestRelayFloodsEpoch1BeforeKeys(t *testing.T) {
 	defer c.Close()
 	echoOnce(t, c, "after the flood")
 }
+
+// TestMinimalClientWithoutExtensions plays the minimal clients of
+// INTEROP-NOTES: record version 0xFEFF on its ClientHellos and no
+// extensions at all (no extended master secret, no renegotiation_info).
+// The server accepts it, without the extended master secret.
+func TestMinimalClientWithoutExtensions(t *testing.T) {
+	l := robustPSKServer(t)
+	e := startRawClient(t, l)
+	hello := newClientHello(t, pskClientConfig())
+	hello.extensions = nil
+	e.rl.version = versionDTLS10
+	e.cookieExchange(hello)
+	e.rl.version = versionDTLS12
+	if err := e.readServerFlight(); err != nil {
+		t.Fatal(err)
+	}
+	if e.ems {
+		t.Fatal("server used the extended master secret that the client did not offer")
+	}
+	e.send(cat(e.pskKeyExchange([]byte("client1")), e.ccs(), e.finished()))
+	e.expectFinished()
+	e.sendApp([]byte("minimal client"))
+	if got := e.readApp(); string(got) != "minimal client" {
+		t.Fatalf("echo %q", got)
+	}
+}
