@@ -34,6 +34,10 @@ type ConnectionState struct {
 	// Negotiated reports that the peer answered the
 	// session_resumption_type extension.
 	Negotiated bool
+	// ResumptionAttempted is the mechanism the client's ClientHello tried
+	// to resume by (None when it asked for a fresh session): with Resumed,
+	// it tells a hit from a miss.
+	ResumptionAttempted negotiation.Type
 	// ResumptionStateBytes is what this side keeps between connections to
 	// resume the session: the client's cached session, or the server's
 	// session-ID entry or client_state record. Tickets cost a server nothing

@@ -206,6 +206,7 @@ func (c *Conn) clientHandshakeOnce(ctx context.Context) error {
 	if hs.offer, err = c.cfg.clientOffer(hello); err != nil {
 		return err
 	}
+	c.state.ResumptionAttempted = attemptedResumption(hello, hs.offer)
 
 	// Flight 1 and, after each HelloVerifyRequest, flight 3.
 	var helloItem outItem

@@ -106,6 +106,7 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if hs.offer, err = c.cfg.clientOffer(hs.hello); err != nil {
 		return err
 	}
+	c.state.ResumptionAttempted = attemptedResumption(hs.hello, hs.offer)
 	if v, ok := findExtension(hs.hello.extensions, extServerName); ok {
 		c.state.ServerName, _ = parseServerName(v)
 	}
@@ -184,6 +185,21 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 		}
 	}
 	return nil
+}
+
+// attemptedResumption names what a ClientHello tries to resume by, in the
+// order findResumption looks.
+func attemptedResumption(hello *clientHelloMsg, offer *negotiation.ClientOffer) negotiation.Type {
+	ticket, _ := findExtension(hello.extensions, extSessionTicket)
+	switch {
+	case offer != nil && offer.Resume:
+		return negotiation.ClientState
+	case len(ticket) > 0:
+		return negotiation.SessionTicket
+	case len(hello.sessionID) > 0:
+		return negotiation.SessionID
+	}
+	return negotiation.None
 }
 
 // addAnswer puts the session_resumption_type answer in a ServerHello when

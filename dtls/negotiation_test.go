@@ -2,7 +2,9 @@ package dtls
 
 import (
 	"crypto/tls"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/dtlsresume/dtlsresume/negotiation"
 )
@@ -55,4 +57,42 @@ func TestClientStateResumption(t *testing.T) {
 		})
 	}
 	_ = tls.Certificate{}
+}
+
+// TestResumptionAttempted: both sides report what the ClientHello tried to
+// resume by, so a miss can be told from a hit.
+func TestResumptionAttempted(t *testing.T) {
+	var server []ConnectionState
+	var mu sync.Mutex
+	scfg := pskServerConfig()
+	scfg.SessionStore = newMapStore()
+	scfg.HandshakeObserver = func(st ConnectionState, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		server = append(server, st)
+	}
+	l := startEchoServer(t, scfg)
+	ccfg := pskClientConfig()
+	ccfg.Resumption = []negotiation.Type{negotiation.SessionID}
+	ccfg.ClientSessionCache = NewLRUClientSessionCache(1)
+	first := dialState(t, l.Addr(), ccfg)
+	second := dialState(t, l.Addr(), ccfg)
+	if first.ResumptionAttempted != negotiation.None || second.ResumptionAttempted != negotiation.SessionID || !second.Resumed {
+		t.Fatalf("client: first %v, second %v resumed=%v", first.ResumptionAttempted, second.ResumptionAttempted, second.Resumed)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(server)
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(server) != 2 || server[0].ResumptionAttempted != negotiation.None || server[1].ResumptionAttempted != negotiation.SessionID {
+		t.Fatalf("server saw %+v", server)
+	}
 }

@@ -23,6 +23,9 @@ var (
 	descStoreErrors = prometheus.NewDesc("dtlsresume_store_errors_total",
 		"Session store calls that failed (errors and timeouts; a miss is not an error) by backend and operation.",
 		[]string{"backend", "op"}, nil)
+	descAttempts = prometheus.NewDesc("dtlsresume_resumption_attempts_total",
+		"Handshakes whose ClientHello tried to resume, by the resumption type tried and result (hit: resumed, miss: full handshake or failure).",
+		[]string{"resumption", "result"}, nil)
 	descLookups = prometheus.NewDesc("dtlsresume_resumption_lookups_total",
 		"Store lookups of resumable sessions by backend, resumption type (session_id, client_state) and result (hit, miss, error).",
 		[]string{"backend", "resumption", "result"}, nil)
@@ -38,7 +41,7 @@ type collector struct{ m *Metrics }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHandshakes, descDatagrams, descBytes, descDuration, descStoreOps,
-		descStoreErrors, descLookups, descTicketOpens, descTicketsSealed} {
+		descStoreErrors, descAttempts, descLookups, descTicketOpens, descTicketsSealed} {
 		ch <- d
 	}
 }
@@ -50,6 +53,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range s.Handshakes {
 		counter(descHandshakes, v, k.Kind, k.Resumption, k.Outcome)
+	}
+	for k, a := range s.Attempts {
+		counter(descAttempts, a.Hits, k, "hit")
+		counter(descAttempts, a.Misses, k, "miss")
 	}
 	for k, t := range s.Traffic {
 		counter(descDatagrams, t.DatagramsSent, k.Kind, k.Resumption, "sent")

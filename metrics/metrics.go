@@ -18,12 +18,12 @@
 // as the observer sees them: kind is "resumed" for an abbreviated handshake
 // and "full" otherwise; resumption is the type the session was set up with
 // (or resumed by): none, session_id, session_ticket or client_state; outcome
-// is ok or error. A server cannot tell from a handshake alone that a full
-// handshake followed a failed attempt to resume, so the handshake counters
-// give the share of abbreviated handshakes per type
-// ([Snapshot.ResumedShare]), not a hit ratio.
+// is ok or error. dtlsresume_resumption_attempts_total{resumption,
+// result=hit|miss} counts the handshakes whose ClientHello tried to resume
+// (dtls.ConnectionState.ResumptionAttempted) by whether they did:
+// [Snapshot.HitRatio] is exact per handshake.
 //
-// The hit ratio per type comes from the lookups: for session_id and
+// Below that, per store call: for session_id and
 // client_state every store Get of a session ID or a client_state handle
 // (dtls's "sid/" and "csh/" keys) is counted in
 // dtlsresume_resumption_lookups_total{backend, resumption, result=hit|miss|error};
@@ -61,6 +61,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/store"
 	"github.com/dtlsresume/dtlsresume/ticketfmt"
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,8 +141,17 @@ type Duration struct {
 	SumSeconds float64
 }
 
+// Attempts counts handshakes whose ClientHello tried to resume: Hits
+// resumed, Misses ended in a full handshake or failed.
+type Attempts struct {
+	Hits, Misses uint64
+}
+
 // Snapshot is a copy of every counter at one moment.
 type Snapshot struct {
+	// Attempts is keyed by the resumption type the client tried
+	// (dtls.ConnectionState.ResumptionAttempted).
+	Attempts   map[string]Attempts
 	Handshakes map[HandshakeKey]uint64
 	Traffic    map[TrafficKey]Traffic
 	Durations  map[string]Duration // by kind, completed handshakes
@@ -173,10 +183,15 @@ func (s Snapshot) ResumedShare(resumption string) (share float64, ok bool) {
 	return float64(resumed) / float64(all), true
 }
 
-// HitRatio is hits over attempts for a resumption type: store lookups for
-// session_id and client_state (all backends), ticket opens for
-// session_ticket. ok is false when there was no attempt.
+// HitRatio is, for a resumption type, the share of the handshakes that
+// tried to resume by it and did. Without such handshakes (metrics fed
+// only by WrapStore and WatchKeyRing) it falls back to store lookups for
+// session_id and client_state and ticket opens for session_ticket. ok is
+// false when there was no attempt.
 func (s Snapshot) HitRatio(resumption string) (ratio float64, ok bool) {
+	if a, found := s.Attempts[resumption]; found && a.Hits+a.Misses > 0 {
+		return float64(a.Hits) / float64(a.Hits+a.Misses), true
+	}
 	var hits, all uint64
 	if resumption == "session_ticket" {
 		hits = s.Tickets.Opened
@@ -217,6 +232,7 @@ type histogram struct {
 // concurrent use; its methods never block on anything but a short mutex.
 type Metrics struct {
 	mu         sync.Mutex
+	attempts   map[string]*Attempts
 	handshakes map[HandshakeKey]uint64
 	traffic    map[TrafficKey]*Traffic
 	durations  map[string]*histogram
@@ -232,6 +248,7 @@ type Metrics struct {
 // already holds metrics of the same names (as prometheus.MustRegister).
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		attempts:   make(map[string]*Attempts),
 		handshakes: make(map[HandshakeKey]uint64),
 		traffic:    make(map[TrafficKey]*Traffic),
 		durations:  make(map[string]*histogram),
@@ -270,6 +287,18 @@ func (m *Metrics) Observe(st dtls.ConnectionState, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.handshakes[HandshakeKey{kind, res, outcome}]++
+	if tried := st.ResumptionAttempted; tried != negotiation.None {
+		a := m.attempts[tried.String()]
+		if a == nil {
+			a = new(Attempts)
+			m.attempts[tried.String()] = a
+		}
+		if err == nil && st.Resumed {
+			a.Hits++
+		} else {
+			a.Misses++
+		}
+	}
 	tk := TrafficKey{kind, res}
 	t := m.traffic[tk]
 	if t == nil {
@@ -314,11 +343,15 @@ func (m *Metrics) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := Snapshot{
+		Attempts:   make(map[string]Attempts, len(m.attempts)),
 		Handshakes: make(map[HandshakeKey]uint64, len(m.handshakes)),
 		Traffic:    make(map[TrafficKey]Traffic, len(m.traffic)),
 		Durations:  make(map[string]Duration, len(m.durations)),
 		Store:      make(map[StoreKey]StoreOps, len(m.store)),
 		Lookups:    make(map[LookupKey]Lookups, len(m.lookups)),
+	}
+	for k, v := range m.attempts {
+		s.Attempts[k] = *v
 	}
 	for k, v := range m.handshakes {
 		s.Handshakes[k] = v
