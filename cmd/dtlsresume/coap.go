@@ -97,7 +97,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		uri, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if uri == "" && fs.NArg() > 0 {

@@ -49,7 +49,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "one JSON object per handshake instead of a table")
 	suiteName := fs.String("suite", "PSK-AES128-CCM8", "cipher suite of every handshake")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -36,7 +36,7 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	verbose := fs.Bool("v", false, "print one line about the handshake to stderr")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the bare reply")
 	sessionFile := fs.String("session", "", "file to resume the session from and to save it to (holds the master secret: mode 0600)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -74,7 +74,7 @@ func startServer(name, addr string, args []string, stdout, stderr io.Writer) (*d
 	sec.registerSecurity(fs, false)
 	sec.registerServer(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	if fs.NArg() > 0 {

@@ -19,6 +19,7 @@ commands:
   dial     DTLS client: sends a message (or stdin) and prints the echoed reply
   demo     runs a server and a client in one process and prints a table of handshakes
   bench    handshake cost per kind beside pion/dtls v3, as a table
+  interop  the peer matrix against the installed third-party peers (OpenSSL, GnuTLS, libcoap, pion)
 
 Run "dtlsresume <command> -h" for a command's flags.
 `
@@ -44,6 +45,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(args[1:], stdout, stderr)
+	case "interop":
+		err = cmdInterop(args[1:], stdout, stderr)
 	case "serve":
 		err = cmdServe(args[1:], stdout, stderr)
 	case "get", "put", "post", "observe":
@@ -73,3 +76,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// parseFlags parses a command's flags; a bad flag is a usage error (exit
+// status 2), -h is not an error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	// The flag package prints its usage on every error; keep a bad flag to
+	// the one line run prints, and show the usage only for -h.
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(out, "usage: dtlsresume %s [flags]\n", fs.Name())
+		fs.PrintDefaults()
+		return err
+	}
+	return usageError{err}
+}

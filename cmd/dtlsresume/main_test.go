@@ -61,6 +61,8 @@ func TestBadUsageGivesOneLineAndExit2(t *testing.T) {
 		{"get", "--psk", "id:00"},
 		{"put", "coaps://127.0.0.1/echo", "--psk", "id:00", "--content-format", "text/nonsense"},
 		{"serve", "--resumption", "bogus"},
+		{"dial", "--bogus"},
+		{"serve", "--store", "nosuch:thing"},
 	}
 	for _, args := range cases {
 		code, _, stderr := runCmd(args...)
