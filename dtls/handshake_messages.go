@@ -683,26 +683,36 @@ type serverKeyExchangePSKMsg struct {
 func (m *serverKeyExchangePSKMsg) typ() uint8 { return typeServerKeyExchange }
 
 func (m *serverKeyExchangePSKMsg) marshal() ([]byte, error) {
-	const msg = "ServerKeyExchange"
-	if len(m.identityHint) > hsMaxUint16Len {
-		return nil, hsLengthError(msg, "psk_identity_hint", len(m.identityHint))
-	}
-	var b cryptobyte.Builder
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.identityHint) })
-	return hsBuild(msg, &b)
+	return hsMarshalOpaque16("ServerKeyExchange", "psk_identity_hint", m.identityHint)
 }
 
 func (m *serverKeyExchangePSKMsg) unmarshal(data []byte) error {
-	const msg = "ServerKeyExchange"
-	var p serverKeyExchangePSKMsg
+	return hsUnmarshalOpaque16("ServerKeyExchange", "psk_identity_hint", data, &m.identityHint)
+}
+
+// hsMarshalOpaque16 encodes a message whose body is one opaque<0..2^16-1>
+// (the PSK ServerKeyExchange and ClientKeyExchange, RFC 4279 §2).
+func hsMarshalOpaque16(msg, field string, v []byte) ([]byte, error) {
+	if len(v) > hsMaxUint16Len {
+		return nil, hsLengthError(msg, field, len(v))
+	}
+	var b cryptobyte.Builder
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
+	return hsBuild(msg, &b)
+}
+
+// hsUnmarshalOpaque16 parses such a body into dst, which it leaves alone on
+// error.
+func hsUnmarshalOpaque16(msg, field string, data []byte, dst *[]byte) error {
+	var v []byte
 	s := cryptobyte.String(data)
-	if !hsReadOpaque16(&s, &p.identityHint) {
-		return decodeError(msg, "psk_identity_hint")
+	if !hsReadOpaque16(&s, &v) {
+		return decodeError(msg, field)
 	}
 	if !s.Empty() {
 		return decodeError(msg, "trailing_data")
 	}
-	*m = p
+	*dst = v
 	return nil
 }
 
@@ -822,27 +832,11 @@ type clientKeyExchangePSKMsg struct {
 func (m *clientKeyExchangePSKMsg) typ() uint8 { return typeClientKeyExchange }
 
 func (m *clientKeyExchangePSKMsg) marshal() ([]byte, error) {
-	const msg = "ClientKeyExchange"
-	if len(m.identity) > hsMaxUint16Len {
-		return nil, hsLengthError(msg, "psk_identity", len(m.identity))
-	}
-	var b cryptobyte.Builder
-	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.identity) })
-	return hsBuild(msg, &b)
+	return hsMarshalOpaque16("ClientKeyExchange", "psk_identity", m.identity)
 }
 
 func (m *clientKeyExchangePSKMsg) unmarshal(data []byte) error {
-	const msg = "ClientKeyExchange"
-	var p clientKeyExchangePSKMsg
-	s := cryptobyte.String(data)
-	if !hsReadOpaque16(&s, &p.identity) {
-		return decodeError(msg, "psk_identity")
-	}
-	if !s.Empty() {
-		return decodeError(msg, "trailing_data")
-	}
-	*m = p
-	return nil
+	return hsUnmarshalOpaque16("ClientKeyExchange", "psk_identity", data, &m.identity)
 }
 
 // clientKeyExchangeECDHEMsg is the ClientKeyExchange of ECDHE (RFC 4492
