@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/pki"
+	"github.com/dtlsresume/dtlsresume/internal/proc"
 )
 
 // The two directions of a case.
@@ -139,7 +141,7 @@ func Run(ctx context.Context, cases []Case, opts Options) ([]Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	p, err := newPKI(dir)
+	p, err := pki.Generate(dir)
 	if err != nil {
 		return nil, fmt.Errorf("interop: generating the test PKI: %w", err)
 	}
@@ -164,7 +166,7 @@ func Run(ctx context.Context, cases []Case, opts Options) ([]Row, error) {
 // shared is what the cases of one run share.
 type shared struct {
 	dir      string
-	pki      *pki
+	pki      *pki.PKI
 	versions map[string]string // by family
 }
 
@@ -203,15 +205,15 @@ type caseEnv struct {
 	sh       *shared
 	dir      string
 	paths    map[string]string // peer binary -> path
-	procs    []*proc
+	procs    []*proc.Process
 	cleanups []func()
 }
 
-func (cx *caseEnv) pki() *pki { return cx.sh.pki }
+func (cx *caseEnv) pki() *pki.PKI { return cx.sh.pki }
 
 // start runs the peer binary bin; the process is killed when the case ends.
-func (cx *caseEnv) start(bin string, args ...string) (*proc, error) {
-	p, err := startProc(cx.paths[bin], args...)
+func (cx *caseEnv) start(bin string, args ...string) (*proc.Process, error) {
+	p, err := proc.Launch(cx.paths[bin], args...)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func (cx *caseEnv) close() {
 		cx.cleanups[i]()
 	}
 	for _, p := range cx.procs {
-		p.stop()
+		p.Stop()
 	}
 }
 
@@ -234,7 +236,7 @@ func (cx *caseEnv) close() {
 func (cx *caseEnv) peerOutput() string {
 	var b strings.Builder
 	for _, p := range cx.procs {
-		fmt.Fprintf(&b, "--- %s:\n%s\n", p.name, strings.TrimRight(tail(p.output(), 3000), "\n"))
+		fmt.Fprintf(&b, "--- %s:\n%s\n", p.Name(), strings.TrimRight(proc.Tail(p.Output(), 3000), "\n"))
 	}
 	return b.String()
 }

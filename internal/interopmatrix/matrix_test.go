@@ -116,8 +116,8 @@ func TestTimeoutKillsThePeer(t *testing.T) {
 			if err != nil {
 				return result{}, err
 			}
-			pid = p.cmd.Process.Pid
-			return result{}, p.waitFor(cx.ctx, "never printed", 1)
+			pid = p.Pid()
+			return result{}, p.WaitForContext(cx.ctx, "never printed", 1)
 		}}
 	start := time.Now()
 	rows, err := Run(context.Background(), []Case{c}, Options{Timeout: 200 * time.Millisecond})

@@ -18,6 +18,7 @@ import (
 	"github.com/dtlsresume/dtlsresume/coapclient"
 	"github.com/dtlsresume/dtlsresume/coapserver"
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/proc"
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/store"
 	piondtls "github.com/pion/dtls/v3"
@@ -86,7 +87,7 @@ func ourServerConfig(cx *caseEnv, s suite, withStore bool) *dtls.Config {
 			return pskKey, nil
 		}
 	} else {
-		cfg.Certificates = []tls.Certificate{cx.pki().cert}
+		cfg.Certificates = []tls.Certificate{cx.pki().Cert}
 	}
 	if withStore {
 		cfg.SessionStore = store.NewMemory(store.MemoryConfig{})
@@ -177,7 +178,7 @@ func ourClientConfig(cx *caseEnv, s suite) *dtls.Config {
 		cfg.PSK = func([]byte) ([]byte, error) { return pskKey, nil }
 		cfg.PSKIdentityHint = []byte(pskIdentity)
 	} else {
-		cfg.RootCAs = cx.pki().pool
+		cfg.RootCAs = cx.pki().Pool
 	}
 	return cfg
 }
@@ -260,7 +261,7 @@ func sClientArgs(cx *caseEnv, s suite, addr *net.UDPAddr) []string {
 	if s.psk {
 		return append(args, "-psk", hex.EncodeToString(pskKey), "-psk_identity", pskIdentity)
 	}
-	return append(args, "-CAfile", cx.pki().caFile, "-verify_return_error")
+	return append(args, "-CAfile", cx.pki().CAFile, "-verify_return_error")
 }
 
 // sClientFull: s_client against our server, a line each way (s_client
@@ -274,13 +275,13 @@ func sClientFull(cx *caseEnv, s suite) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	if err := cl.waitFor(cx.ctx, "New, TLSv1.2, Cipher is "+s.name, 1); err != nil {
+	if err := cl.WaitForContext(cx.ctx, "New, TLSv1.2, Cipher is "+s.name, 1); err != nil {
 		return result{}, err
 	}
-	if err := cl.write("ping from openssl\n"); err != nil {
+	if err := cl.WriteStdin("ping from openssl\n"); err != nil {
 		return result{}, err
 	}
-	if err := cl.waitFor(cx.ctx, "ping from openssl", 1); err != nil {
+	if err := cl.WaitForContext(cx.ctx, "ping from openssl", 1); err != nil {
 		return result{}, fmt.Errorf("no echo: %w", err)
 	}
 	st, err := srv.next(cx, "handshake")
@@ -296,7 +297,7 @@ func sClientFull(cx *caseEnv, s suite) (result, error) {
 	}
 	verified := ""
 	if !s.psk {
-		if err := cl.waitFor(cx.ctx, "Verify return code: 0 (ok)", 1); err != nil {
+		if err := cl.WaitForContext(cx.ctx, "Verify return code: 0 (ok)", 1); err != nil {
 			return res, err
 		}
 		verified = ", s_client verified our certificate"
@@ -313,22 +314,22 @@ func runSClient(cx *caseEnv, args []string, want, ping string) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.waitFor(cx.ctx, want, 1); err != nil {
+	if err := cl.WaitForContext(cx.ctx, want, 1); err != nil {
 		return err
 	}
-	if err := cl.write(ping + "\n"); err != nil {
+	if err := cl.WriteStdin(ping + "\n"); err != nil {
 		return err
 	}
-	if err := cl.waitFor(cx.ctx, ping, 1); err != nil {
+	if err := cl.WaitForContext(cx.ctx, ping, 1); err != nil {
 		return fmt.Errorf("no echo: %w", err)
 	}
-	cl.closeStdin()
-	code, err := cl.wait(cx.ctx)
+	_ = cl.CloseStdin()
+	code, err := cl.WaitContext(cx.ctx)
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		return fmt.Errorf("s_client exited with %d; last line %q", code, lastLine(cl.output()))
+		return fmt.Errorf("s_client exited with %d; last line %q", code, proc.LastLine(cl.Output()))
 	}
 	return nil
 }
@@ -384,13 +385,13 @@ func sServerArgs(cx *caseEnv, s suite, port, naccept int) []string {
 	if s.psk {
 		return append(args, "-nocert", "-psk", hex.EncodeToString(pskKey), "-psk_identity", pskIdentity)
 	}
-	return append(args, "-cert", cx.pki().certFile, "-key", cx.pki().keyFile)
+	return append(args, "-cert", cx.pki().CertFile, "-key", cx.pki().KeyFile)
 }
 
 // startPeerServer starts a peer server on a free port and waits until it
 // has bound it.
-func startPeerServer(cx *caseEnv, bin string, args func(port int) []string) (*proc, int, error) {
-	port, err := freeUDPPorts(1)
+func startPeerServer(cx *caseEnv, bin string, args func(port int) []string) (*proc.Process, int, error) {
+	port, err := proc.FreeUDPPortsErr(1)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -398,7 +399,7 @@ func startPeerServer(cx *caseEnv, bin string, args func(port int) []string) (*pr
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := waitUDPBound(cx.ctx, srv, port); err != nil {
+	if err := proc.WaitUDPBound(cx.ctx, srv, port); err != nil {
 		return nil, 0, err
 	}
 	return srv, port, nil
@@ -406,16 +407,16 @@ func startPeerServer(cx *caseEnv, bin string, args func(port int) []string) (*pr
 
 // sServerRoundTrip sends a line to s_server, which prints it, and has it
 // send one back (s_server sends what arrives on its stdin).
-func sServerRoundTrip(cx *caseEnv, srv *proc, c *dtls.Conn, n int) error {
+func sServerRoundTrip(cx *caseEnv, srv *proc.Process, c *dtls.Conn, n int) error {
 	ping := fmt.Sprintf("ping %d from dtlsresume\n", n)
 	if _, err := c.Write([]byte(ping)); err != nil {
 		return err
 	}
-	if err := srv.waitFor(cx.ctx, ping, 1); err != nil {
+	if err := srv.WaitForContext(cx.ctx, ping, 1); err != nil {
 		return err
 	}
 	pong := fmt.Sprintf("pong %d from openssl\n", n)
-	if err := srv.write(pong); err != nil {
+	if err := srv.WriteStdin(pong); err != nil {
 		return err
 	}
 	if d, ok := cx.ctx.Deadline(); ok {
@@ -451,7 +452,7 @@ func sServerFull(cx *caseEnv, s suite) (result, error) {
 	if err := sServerRoundTrip(cx, srv, c, 1); err != nil {
 		return res, err
 	}
-	if err := srv.waitFor(cx.ctx, "CIPHER is "+s.name, 1); err != nil {
+	if err := srv.WaitForContext(cx.ctx, "CIPHER is "+s.name, 1); err != nil {
 		return res, err
 	}
 	verified := ""
@@ -487,7 +488,7 @@ func sServerResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error) {
 	if err := sServerRoundTrip(cx, srv, c1, 1); err != nil {
 		return result{state: &st1}, err
 	}
-	if strings.Contains(srv.output(), "Reused session-id") {
+	if strings.Contains(srv.Output(), "Reused session-id") {
 		return result{state: &st1}, errors.New("s_server reports the full handshake as reused")
 	}
 	if err := c1.Close(); err != nil {
@@ -505,7 +506,7 @@ func sServerResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error) {
 	if err := sServerRoundTrip(cx, srv, c2, 2); err != nil {
 		return res, err
 	}
-	if err := srv.waitFor(cx.ctx, "Reused session-id", 1); err != nil {
+	if err := srv.WaitForContext(cx.ctx, "Reused session-id", 1); err != nil {
 		return res, err
 	}
 	flag := "default"
@@ -560,20 +561,20 @@ func gnutlsCliArgs(cx *caseEnv, s suite, port int, priority string) []string {
 	if s.psk {
 		return append(args, "--pskusername", pskIdentity, "--pskkey", hex.EncodeToString(pskKey))
 	}
-	return append(args, "--x509cafile", cx.pki().caFile)
+	return append(args, "--x509cafile", cx.pki().CAFile)
 }
 
 // gnutlsPing sends a line from gnutls-cli (in its Simple Client Mode) and
 // waits for our echo, which it prints. gnutls-cli is slow to exit once its
 // stdin closes, so the case kills it at the end instead.
-func gnutlsPing(cx *caseEnv, g *proc) error {
-	if err := g.waitFor(cx.ctx, "- Simple Client Mode", 1); err != nil {
+func gnutlsPing(cx *caseEnv, g *proc.Process) error {
+	if err := g.WaitForContext(cx.ctx, "- Simple Client Mode", 1); err != nil {
 		return err
 	}
-	if err := g.write("ping from gnutls\n"); err != nil {
+	if err := g.WriteStdin("ping from gnutls\n"); err != nil {
 		return err
 	}
-	if err := g.waitFor(cx.ctx, "ping from gnutls", 1); err != nil {
+	if err := g.WaitForContext(cx.ctx, "ping from gnutls", 1); err != nil {
 		return fmt.Errorf("no echo: %w", err)
 	}
 	return nil
@@ -621,10 +622,10 @@ func gnutlsCliResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error)
 	if err != nil {
 		return result{}, err
 	}
-	if err := g.waitFor(cx.ctx, "- Simple Client Mode", 1); err != nil {
+	if err := g.WaitForContext(cx.ctx, "- Simple Client Mode", 1); err != nil {
 		return result{}, err
 	}
-	if !strings.Contains(g.output(), "*** This is a resumed session") {
+	if !strings.Contains(g.Output(), "*** This is a resumed session") {
 		return result{}, errors.New("gnutls-cli did not print \"This is a resumed session\"")
 	}
 	if err := gnutlsPing(cx, g); err != nil {
@@ -661,7 +662,7 @@ func gnutlsServResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error
 		if s.psk {
 			args = append(args, "--pskpasswd", pskFile)
 		} else {
-			args = append(args, "--x509certfile", cx.pki().certFile, "--x509keyfile", cx.pki().keyFile)
+			args = append(args, "--x509certfile", cx.pki().CertFile, "--x509keyfile", cx.pki().KeyFile)
 		}
 		if typ == negotiation.SessionID {
 			args = append(args, "--noticket")
@@ -763,23 +764,23 @@ func coapClientCase(cx *caseEnv, bin, method string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	code, err := p.wait(cx.ctx)
+	code, err := p.WaitContext(cx.ctx)
 	if err != nil {
 		return result{}, err
 	}
 	if code != 0 {
-		return result{}, fmt.Errorf("%s exited with %d; last line %q", bin, code, lastLine(p.output()))
+		return result{}, fmt.Errorf("%s exited with %d; last line %q", bin, code, proc.LastLine(p.Output()))
 	}
-	out := strings.TrimSpace(p.output())
+	out := strings.TrimSpace(p.Output())
 	var detail string
 	if method == "put" {
 		if out != payload {
-			return result{}, fmt.Errorf("PUT /echo printed %q, want %q", lastLine(out), payload)
+			return result{}, fmt.Errorf("PUT /echo printed %q, want %q", proc.LastLine(out), payload)
 		}
 		detail = fmt.Sprintf("%s printed the echoed payload %q", bin, payload)
 	} else {
 		if _, err := time.Parse(time.RFC3339, out); err != nil {
-			return result{}, fmt.Errorf("GET /time printed %q, not an RFC 3339 time", lastLine(out))
+			return result{}, fmt.Errorf("GET /time printed %q, not an RFC 3339 time", proc.LastLine(out))
 		}
 		detail = fmt.Sprintf("%s printed the time %s", bin, out)
 	}
@@ -797,7 +798,7 @@ func coapClientCase(cx *caseEnv, bin, method string) (result, error) {
 // + 1); with resume, a second connection with the same session cache must
 // resume.
 func coapServerCase(cx *caseEnv, bin string, resume bool) (result, error) {
-	base, err := freeUDPPorts(2)
+	base, err := proc.FreeUDPPortsErr(2)
 	if err != nil {
 		return result{}, err
 	}
@@ -805,7 +806,7 @@ func coapServerCase(cx *caseEnv, bin string, resume bool) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	if err := waitUDPBound(cx.ctx, srv, base+1); err != nil {
+	if err := proc.WaitUDPBound(cx.ctx, srv, base+1); err != nil {
 		return result{}, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(base+1)
@@ -827,7 +828,7 @@ func coapServerCase(cx *caseEnv, bin string, resume bool) (result, error) {
 			return st, fmt.Errorf("%s: GET /: %w", which, err)
 		}
 		if r.Code != codes.Content || !strings.HasPrefix(string(r.Payload), libcoapGreeting) {
-			return st, fmt.Errorf("%s: GET /: %v %q, want 2.05 starting %q", which, r.Code, lastLine(string(r.Payload)), libcoapGreeting)
+			return st, fmt.Errorf("%s: GET /: %v %q, want 2.05 starting %q", which, r.Code, proc.LastLine(string(r.Payload)), libcoapGreeting)
 		}
 		return st, nil
 	}
@@ -940,7 +941,7 @@ func pionClient(cx *caseEnv, s suite, resume bool) (result, error) {
 		ccfg.PSK = func([]byte) ([]byte, error) { return pskKey, nil }
 		ccfg.PSKIdentityHint = []byte(pskIdentity)
 	} else {
-		ccfg.RootCAs = cx.pki().pool
+		ccfg.RootCAs = cx.pki().Pool
 		ccfg.ServerName = "localhost"
 	}
 	dial := func(which, msg string) (piondtls.State, error) {
@@ -1019,7 +1020,7 @@ func pionServer(cx *caseEnv, s suite, resume bool) (result, error) {
 		scfg.PSK = func([]byte) ([]byte, error) { return pskKey, nil }
 		scfg.PSKIdentityHint = []byte("hint")
 	} else {
-		scfg.Certificates = []tls.Certificate{cx.pki().cert}
+		scfg.Certificates = []tls.Certificate{cx.pki().Cert}
 	}
 	l, err := piondtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, scfg)
 	if err != nil {

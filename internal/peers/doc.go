@@ -28,6 +28,10 @@
 //		t.Fatal(err)
 //	}
 //
+// The machinery itself is package internal/proc, which does not import
+// package testing: code without a testing.TB (the `dtlsresume interop`
+// matrix) uses it directly, with errors instead of failed tests.
+//
 // What the peers print, as observed on Debian 12 (OpenSSL 3.0.22, GnuTLS
 // 3.7.9), is written down in peers_test.go, whose smoke tests check it.
 package peers
