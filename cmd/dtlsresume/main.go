@@ -1,5 +1,3 @@
-// Command dtlsresume is the project's command line: a DTLS echo server and
-// client, and a demo of the handshakes this stack does.
 package main
 
 import (

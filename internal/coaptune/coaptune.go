@@ -1,5 +1,3 @@
-// Package coaptune holds the go-coap settings that coapserver and coapclient
-// share so that go-coap fits DTLS records of this project's dtls package.
 package coaptune
 
 import (
