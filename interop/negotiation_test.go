@@ -549,34 +549,7 @@ func TestNegotiationPionClientOurServer(t *testing.T) {
 				cfg := ourSessionIDServerConfig(cert, sc)
 				cfg.Resumption = r.policy
 				l, states := ourResumeServer(t, cfg)
-				ps := newPionStore[piondtls.Session]()
-				ccfg := &piondtls.Config{
-					CipherSuites:         []piondtls.CipherSuiteID{sc.pion},
-					ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
-					SessionStore:         ps,
-				}
-				if sc.psk {
-					ccfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-					ccfg.PSKIdentityHint = []byte(pskIdentity)
-				} else {
-					ccfg.RootCAs = pool
-					ccfg.ServerName = "localhost"
-				}
-				dial := func(which, msg string) piondtls.State {
-					c, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
-					if err != nil {
-						t.Fatalf("%s: %v", which, err)
-					}
-					defer c.Close()
-					ctx, cancel := context.WithTimeout(context.Background(), resumeTimeout)
-					defer cancel()
-					if err := c.HandshakeContext(ctx); err != nil {
-						t.Fatalf("%s: pion handshake: %v", which, err)
-					}
-					roundTrip(t, c, msg)
-					st, _ := c.ConnectionState()
-					return st
-				}
+				ps, dial := pionSessionClient(t, sc, pool, l.Addr().(*net.UDPAddr))
 				s1 := dial("full handshake", "pion to a policy server, 1")
 				first := nextState(t, states, "full handshake")
 				checkResumption(t, "our server, full handshake", first, false, r.want)

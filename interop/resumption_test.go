@@ -552,6 +552,41 @@ func checkOurResumedServerSide(t *testing.T, sc suiteCase, first, second dtls.Co
 	}
 }
 
+// pionSessionClient is a pion/dtls v3 client for suite sc with a session
+// store of its own: dial runs a handshake and an echo with addr and returns
+// pion's state.
+func pionSessionClient(t *testing.T, sc suiteCase, pool *x509.CertPool, addr *net.UDPAddr) (*pionStore[piondtls.Session], func(which, msg string) piondtls.State) {
+	ps := newPionStore[piondtls.Session]()
+	ccfg := &piondtls.Config{
+		CipherSuites:         []piondtls.CipherSuiteID{sc.pion},
+		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
+		SessionStore:         ps,
+	}
+	if sc.psk {
+		ccfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+		ccfg.PSKIdentityHint = []byte(pskIdentity)
+	} else {
+		ccfg.RootCAs = pool
+		ccfg.ServerName = "localhost"
+	}
+	return ps, func(which, msg string) piondtls.State {
+		t.Helper()
+		c, err := piondtls.Dial("udp", addr, ccfg)
+		if err != nil {
+			t.Fatalf("%s: %v", which, err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), resumeTimeout)
+		defer cancel()
+		if err := c.HandshakeContext(ctx); err != nil {
+			t.Fatalf("%s: pion handshake: %v", which, err)
+		}
+		roundTrip(t, c, msg)
+		st, _ := c.ConnectionState()
+		return st
+	}
+}
+
 // TestResumptionPionClientOurServer: pion/dtls v3's client with a pion
 // SessionStore, twice against our Listener with a SessionStore.
 func TestResumptionPionClientOurServer(t *testing.T) {
@@ -559,34 +594,7 @@ func TestResumptionPionClientOurServer(t *testing.T) {
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
 			l, states := ourResumeServer(t, ourSessionIDServerConfig(cert, sc))
-			ps := newPionStore[piondtls.Session]()
-			ccfg := &piondtls.Config{
-				CipherSuites:         []piondtls.CipherSuiteID{sc.pion},
-				ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
-				SessionStore:         ps,
-			}
-			if sc.psk {
-				ccfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-				ccfg.PSKIdentityHint = []byte(pskIdentity)
-			} else {
-				ccfg.RootCAs = pool
-				ccfg.ServerName = "localhost"
-			}
-			dial := func(which, msg string) piondtls.State {
-				c, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
-				if err != nil {
-					t.Fatalf("%s: %v", which, err)
-				}
-				defer c.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), resumeTimeout)
-				defer cancel()
-				if err := c.HandshakeContext(ctx); err != nil {
-					t.Fatalf("%s: pion handshake: %v", which, err)
-				}
-				roundTrip(t, c, msg)
-				st, _ := c.ConnectionState()
-				return st
-			}
+			ps, dial := pionSessionClient(t, sc, pool, l.Addr().(*net.UDPAddr))
 			s1 := dial("full handshake", "pion to us, 1")
 			first := nextState(t, states, "full handshake")
 			if ps.len() != 1 {
