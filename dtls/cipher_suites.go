@@ -64,6 +64,15 @@ func (id CipherSuiteID) String() string {
 	return fmt.Sprintf("0x%04X", uint16(id))
 }
 
+// OpenSSLName returns the suite's OpenSSL cipher name (PSK-AES128-CCM8), or
+// "" for a suite this package does not implement.
+func (id CipherSuiteID) OpenSSLName() string {
+	if s := cipherSuiteByID(uint16(id)); s != nil {
+		return s.openssl
+	}
+	return ""
+}
+
 // CipherSuites returns the IDs of all implemented suites in preference order.
 func CipherSuites() []CipherSuiteID {
 	out := make([]CipherSuiteID, len(cipherSuites))

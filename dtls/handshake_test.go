@@ -201,3 +201,19 @@ func TestWrongPSKFailsFast(t *testing.T) {
 		t.Fatalf("took %v", d)
 	}
 }
+
+// TestCipherSuiteNames: every suite parses back from its OpenSSL and IANA
+// names, and an unknown ID has no OpenSSL name.
+func TestCipherSuiteNames(t *testing.T) {
+	for _, id := range CipherSuites() {
+		for _, name := range []string{id.OpenSSLName(), id.String()} {
+			got, err := ParseCipherSuites(name)
+			if err != nil || len(got) != 1 || got[0] != id {
+				t.Errorf("ParseCipherSuites(%q) = %v, %v", name, got, err)
+			}
+		}
+	}
+	if n := CipherSuiteID(0x1301).OpenSSLName(); n != "" {
+		t.Errorf("unknown suite named %q", n)
+	}
+}

@@ -15,16 +15,38 @@ import (
 	"github.com/dtlsresume/dtlsresume/internal/testpki"
 )
 
-// opensslName is the OpenSSL cipher string of a suite; OpenSSL 3 puts the
-// CCM-8 suites below its default security level, hence @SECLEVEL=0.
-func opensslName(id dtls.CipherSuiteID) string {
-	names := map[dtls.CipherSuiteID]string{
-		dtls.TLS_PSK_WITH_AES_128_CCM_8:              "PSK-AES128-CCM8",
-		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8:      "ECDHE-ECDSA-AES128-CCM8",
-		dtls.TLS_PSK_WITH_AES_128_GCM_SHA256:         "PSK-AES128-GCM-SHA256",
-		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "ECDHE-ECDSA-AES128-GCM-SHA256",
+// opensslName is the OpenSSL cipher string of a suite.
+func opensslName(id dtls.CipherSuiteID) string { return id.OpenSSLName() }
+
+// opensslCipher is the -cipher argument: OpenSSL 3 puts the CCM-8 suites
+// below some security levels, hence @SECLEVEL=0 (harmless for the others).
+func opensslCipher(id dtls.CipherSuiteID) string { return id.OpenSSLName() + "@SECLEVEL=0" }
+
+// sClientArgs are openssl s_client's arguments for suite sc against addr,
+// with the PSK or our test CA.
+func sClientArgs(addr string, sc suiteCase, p *testpki.PKI) []string {
+	args := []string{"s_client", "-dtls1_2", "-connect", addr, "-cipher", opensslCipher(sc.ours)}
+	if sc.psk {
+		return append(args, "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
 	}
-	return names[id]
+	return append(args, "-CAfile", p.CAFile, "-verify_return_error")
+}
+
+// startSServer starts openssl s_server for suite sc on a free port, to
+// accept naccept connections, and waits until it listens.
+func startSServer(t *testing.T, openssl string, sc suiteCase, p *testpki.PKI, naccept int, extra ...string) (*peers.Process, int) {
+	t.Helper()
+	port := peers.FreeUDPPort(t)
+	args := []string{"s_server", "-dtls1_2", "-accept", "127.0.0.1:" + strconv.Itoa(port), "-cipher", opensslCipher(sc.ours),
+		"-naccept", strconv.Itoa(naccept)}
+	if sc.psk {
+		args = append(args, "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
+	} else {
+		args = append(args, "-cert", p.CertFile, "-key", p.KeyFile)
+	}
+	srv := peers.Start(t, openssl, append(args, extra...)...)
+	peers.WaitUDPListening(t, port, 10*time.Second)
+	return srv, port
 }
 
 func ourServerConfig(p *testpki.PKI, sc suiteCase) *dtls.Config {
@@ -63,13 +85,7 @@ func TestOpenSSLClientOurServer(t *testing.T) {
 				accepted <- c.(*dtls.Conn).ConnectionState()
 				echo(c)
 			}()
-			args := []string{"s_client", "-dtls1_2", "-connect", l.Addr().String(), "-cipher", opensslName(sc.ours) + "@SECLEVEL=0"}
-			if sc.psk {
-				args = append(args, "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
-			} else {
-				args = append(args, "-CAfile", p.CAFile, "-verify_return_error")
-			}
-			cl := peers.Start(t, openssl, args...)
+			cl := peers.Start(t, openssl, sClientArgs(l.Addr().String(), sc, p)...)
 			if err := cl.WaitFor("New, TLSv1.2, Cipher is "+opensslName(sc.ours), 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -105,15 +121,7 @@ func TestOurClientOpenSSLServer(t *testing.T) {
 	p := testpki.New(t)
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
-			port := peers.FreeUDPPort(t)
-			args := []string{"s_server", "-dtls1_2", "-accept", "127.0.0.1:" + strconv.Itoa(port), "-cipher", opensslName(sc.ours) + "@SECLEVEL=0", "-naccept", "1"}
-			if sc.psk {
-				args = append(args, "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
-			} else {
-				args = append(args, "-cert", p.CertFile, "-key", p.KeyFile)
-			}
-			srv := peers.Start(t, openssl, args...)
-			peers.WaitUDPListening(t, port, 10*time.Second)
+			srv, port := startSServer(t, openssl, sc, p, 1)
 			cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
 			if sc.psk {
 				cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }

@@ -195,12 +195,7 @@ func TestResumptionOpenSSLClientOurServer(t *testing.T) {
 				l, states := ourResumeServer(t, cfg)
 				sess := filepath.Join(t.TempDir(), "session.pem")
 				cipher := opensslName(sc.ours)
-				args := []string{"s_client", "-dtls1_2", "-connect", l.Addr().String(), "-cipher", cipher}
-				if sc.psk {
-					args = append(args, "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
-				} else {
-					args = append(args, "-CAfile", p.CAFile, "-verify_return_error")
-				}
+				args := sClientArgs(l.Addr().String(), sc, p)
 				if m.noTicket {
 					args = append(args, "-no_ticket")
 				}
@@ -281,16 +276,8 @@ func TestResumptionOurClientOpenSSLServer(t *testing.T) {
 	for _, sc := range resumeSuites {
 		for _, m := range modes {
 			t.Run(sc.ours.String()+"/"+m.name, func(t *testing.T) {
-				port := peers.FreeUDPPort(t)
+				srv, port := startSServer(t, openssl, sc, p, 2, m.extra...)
 				cipher := opensslName(sc.ours)
-				args := []string{"s_server", "-dtls1_2", "-accept", "127.0.0.1:" + strconv.Itoa(port), "-cipher", cipher, "-naccept", "2"}
-				if sc.psk {
-					args = append(args, "-nocert", "-psk", hex.EncodeToString(psk), "-psk_identity", pskIdentity)
-				} else {
-					args = append(args, "-cert", p.CertFile, "-key", p.KeyFile)
-				}
-				srv := peers.Start(t, openssl, append(args, m.extra...)...)
-				peers.WaitUDPListening(t, port, resumeTimeout)
 				addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
 				cfg := ourResumeClientConfig(p, sc)
 

@@ -46,11 +46,17 @@ type suite struct {
 	psk  bool
 }
 
+// newSuite names a suite in every stack: pion uses the same code points,
+// and dtls knows OpenSSL's name.
+func newSuite(id dtls.CipherSuiteID, psk bool) suite {
+	return suite{name: id.OpenSSLName(), id: id, pion: piondtls.CipherSuiteID(id), psk: psk}
+}
+
 var (
-	pskCCM8   = suite{"PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true}
-	ecdheCCM8 = suite{"ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false}
-	pskGCM    = suite{"PSK-AES128-GCM-SHA256", dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256, true}
-	ecdheGCM  = suite{"ECDHE-ECDSA-AES128-GCM-SHA256", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, false}
+	pskCCM8   = newSuite(dtls.TLS_PSK_WITH_AES_128_CCM_8, true)
+	ecdheCCM8 = newSuite(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false)
+	pskGCM    = newSuite(dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, true)
+	ecdheGCM  = newSuite(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, false)
 
 	allSuites    = []suite{pskCCM8, ecdheCCM8, pskGCM, ecdheGCM}
 	resumeSuites = []suite{pskCCM8, ecdheCCM8}
