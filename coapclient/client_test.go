@@ -3,7 +3,7 @@ package coapclient_test
 import (
 	"bytes"
 	"context"
-	"errors"
+	"github.com/dtlsresume/dtlsresume/internal/coaptest"
 	"net"
 	"strings"
 	"sync"
@@ -19,45 +19,9 @@ import (
 	"github.com/plgd-dev/go-coap/v3/options"
 )
 
-// testKey is printable because libcoap's -k takes the key as a string.
-const (
-	testKey      = "secretPSK"
-	testIdentity = "client1"
-	testTimeout  = 15 * time.Second
-)
-
-var errUnknownIdentity = errors.New("unknown PSK identity")
-
-func serverConfig() *dtls.Config {
-	return &dtls.Config{
-		PSK: func(id []byte) ([]byte, error) {
-			if string(id) == testIdentity {
-				return []byte(testKey), nil
-			}
-			return nil, errUnknownIdentity
-		},
-		RetransmitInterval: 200 * time.Millisecond,
-	}
-}
-
-func clientConfig() *dtls.Config {
-	return &dtls.Config{
-		PSK:                func([]byte) ([]byte, error) { return []byte(testKey), nil },
-		PSKIdentityHint:    []byte(testIdentity),
-		RetransmitInterval: 200 * time.Millisecond,
-	}
-}
-
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func dial(t *testing.T, addr string) *coapclient.Client {
 	t.Helper()
-	c, err := coapclient.Dial(testContext(t), addr, clientConfig())
+	c, err := coapclient.Dial(coaptest.Context(t), addr, coaptest.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +102,7 @@ func startGoCoapServer(t *testing.T) string {
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
-				ctx, cancel := context.WithTimeout(cc.Context(), testTimeout)
+				ctx, cancel := context.WithTimeout(cc.Context(), coaptest.Timeout)
 				m := cc.AcquireMessage(ctx)
 				m.SetCode(codes.Content)
 				m.SetToken(token)
@@ -155,7 +119,7 @@ func startGoCoapServer(t *testing.T) string {
 		}()
 	})
 
-	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, serverConfig())
+	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, coaptest.ServerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +133,7 @@ func startGoCoapServer(t *testing.T) string {
 			if err != nil {
 				t.Errorf("Serve: %v", err)
 			}
-		case <-time.After(testTimeout):
+		case <-time.After(coaptest.Timeout):
 			t.Errorf("go-coap's Serve did not return after Stop")
 		}
 		notifiers.Wait()
@@ -180,7 +144,7 @@ func startGoCoapServer(t *testing.T) string {
 func TestAgainstGoCoapServer(t *testing.T) {
 	addr := startGoCoapServer(t)
 	c := dial(t, addr)
-	ctx := testContext(t)
+	ctx := coaptest.Context(t)
 
 	check := func(what string, r coapclient.Response, err error, code codes.Code, payload string) {
 		t.Helper()
@@ -219,7 +183,7 @@ func TestAgainstGoCoapServer(t *testing.T) {
 	r, err = c.Get(ctx, "/missing")
 	check("GET /missing", r, err, codes.NotFound, "")
 
-	if st := c.ConnectionState(); string(st.PSKIdentity) != testIdentity || st.CipherSuite == 0 {
+	if st := c.ConnectionState(); string(st.PSKIdentity) != coaptest.Identity || st.CipherSuite == 0 {
 		t.Errorf("ConnectionState: identity %q, suite %v", st.PSKIdentity, st.CipherSuite)
 	}
 	if err := c.CoAP().Ping(ctx); err != nil {
@@ -230,7 +194,7 @@ func TestAgainstGoCoapServer(t *testing.T) {
 func TestObserveGoCoapServer(t *testing.T) {
 	addr := startGoCoapServer(t)
 	c := dial(t, addr)
-	ctx := testContext(t)
+	ctx := coaptest.Context(t)
 	got := make(chan coapclient.Response, 8)
 	cancel, err := c.Observe(ctx, "/counter", func(r coapclient.Response) { got <- r })
 	if err != nil {
@@ -253,7 +217,7 @@ func TestObserveGoCoapServer(t *testing.T) {
 
 func TestWrongKey(t *testing.T) {
 	addr := startGoCoapServer(t)
-	cfg := clientConfig()
+	cfg := coaptest.ClientConfig()
 	cfg.PSK = func([]byte) ([]byte, error) { return []byte("wrong key"), nil }
 	// The server drops the client's Finished, which does not decrypt, so the
 	// client gives up at its deadline.
@@ -267,11 +231,11 @@ func TestWrongKey(t *testing.T) {
 
 func TestCloseTwiceAndAfterPeerGone(t *testing.T) {
 	addr := startGoCoapServer(t)
-	c, err := coapclient.Dial(testContext(t), addr, clientConfig())
+	c, err := coapclient.Dial(coaptest.Context(t), addr, coaptest.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Get(testContext(t), "/hello"); err != nil {
+	if _, err := c.Get(coaptest.Context(t), "/hello"); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Close(); err != nil {

@@ -2,6 +2,7 @@ package coapclient_test
 
 import (
 	"context"
+	"github.com/dtlsresume/dtlsresume/internal/coaptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +24,8 @@ func startLibcoapServer(t *testing.T, bin string) string {
 	t.Helper()
 	path := peers.Require(t, bin)
 	port := peers.FreeUDPPorts(t, 2)
-	peers.Start(t, path, "-A", "127.0.0.1", "-p", strconv.Itoa(port), "-k", testKey, "-h", "hint")
-	peers.WaitUDPListening(t, port+1, testTimeout)
+	peers.Start(t, path, "-A", "127.0.0.1", "-p", strconv.Itoa(port), "-k", coaptest.Key, "-h", "hint")
+	peers.WaitUDPListening(t, port+1, coaptest.Timeout)
 	return "127.0.0.1:" + strconv.Itoa(port+1)
 }
 
@@ -33,7 +34,7 @@ func TestLibcoapServer(t *testing.T) {
 		t.Run(bin, func(t *testing.T) {
 			addr := startLibcoapServer(t, bin)
 			c := dial(t, addr)
-			ctx := testContext(t)
+			ctx := coaptest.Context(t)
 
 			r, err := c.Get(ctx, "/")
 			if err != nil {
@@ -68,7 +69,7 @@ func TestLibcoapServer(t *testing.T) {
 				t.Errorf("GET /example_data: %v %q, want %q", r.Code, r.Payload, data)
 			}
 
-			if st := c.ConnectionState(); string(st.PSKIdentity) != testIdentity {
+			if st := c.ConnectionState(); string(st.PSKIdentity) != coaptest.Identity {
 				t.Errorf("PSK identity %q", st.PSKIdentity)
 			}
 		})
@@ -82,7 +83,7 @@ func TestLibcoapServerObserve(t *testing.T) {
 		t.Run(bin, func(t *testing.T) {
 			addr := startLibcoapServer(t, bin)
 			c := dial(t, addr)
-			ctx := testContext(t)
+			ctx := coaptest.Context(t)
 			var mu sync.Mutex
 			var got []coapclient.Response
 			more := make(chan struct{}, 1)
@@ -110,7 +111,7 @@ func TestLibcoapServerObserve(t *testing.T) {
 					t.Fatalf("%d responses before the deadline", count())
 				}
 			}
-			ctx2, cancel2 := context.WithTimeout(context.Background(), testTimeout)
+			ctx2, cancel2 := context.WithTimeout(context.Background(), coaptest.Timeout)
 			defer cancel2()
 			if err := cancel(ctx2); err != nil {
 				t.Errorf("cancel: %v", err)

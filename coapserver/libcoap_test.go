@@ -2,6 +2,7 @@ package coapserver_test
 
 import (
 	"bytes"
+	"github.com/dtlsresume/dtlsresume/internal/coaptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,7 +16,7 @@ import (
 
 // libcoap's coap-client against our coapserver, built with OpenSSL and with
 // GnuTLS (libcoap 4.3.1, package libcoap3-bin). Its -k is the key itself,
-// not hex, hence the printable testKey.
+// not hex, hence the printable coaptest.Key.
 
 var libcoapClients = []string{"coap-client-openssl", "coap-client-gnutls"}
 
@@ -25,10 +26,10 @@ func runCoapClient(t *testing.T, bin, addr string, args ...string) string {
 	t.Helper()
 	path := peers.Require(t, bin)
 	uri := args[len(args)-1]
-	args = append([]string{"-u", testIdentity, "-k", testKey, "-B", "10"}, args[:len(args)-1]...)
+	args = append([]string{"-u", coaptest.Identity, "-k", coaptest.Key, "-B", "10"}, args[:len(args)-1]...)
 	args = append(args, "coaps://"+addr+uri)
 	p := peers.Start(t, path, args...)
-	code, err := p.Wait(testTimeout)
+	code, err := p.Wait(coaptest.Timeout)
 	if err != nil || code != 0 {
 		t.Fatalf("%s %s: exit %d, %v; output:\n%s", bin, strings.Join(args, " "), code, err, p.Output())
 	}

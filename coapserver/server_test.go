@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dtlsresume/dtlsresume/internal/coaptest"
 	"net"
 	"strings"
 	"sync"
@@ -23,48 +24,12 @@ import (
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 )
 
-// testKey is printable because libcoap's -k takes the key as a string.
-const (
-	testKey      = "secretPSK"
-	testIdentity = "client1"
-	testTimeout  = 15 * time.Second
-)
-
-var errUnknownIdentity = errors.New("unknown PSK identity")
-
-func serverConfig() *dtls.Config {
-	return &dtls.Config{
-		PSK: func(id []byte) ([]byte, error) {
-			if string(id) == testIdentity {
-				return []byte(testKey), nil
-			}
-			return nil, errUnknownIdentity
-		},
-		RetransmitInterval: 200 * time.Millisecond,
-	}
-}
-
-func clientConfig() *dtls.Config {
-	return &dtls.Config{
-		PSK:                func([]byte) ([]byte, error) { return []byte(testKey), nil },
-		PSKIdentityHint:    []byte(testIdentity),
-		RetransmitInterval: 200 * time.Millisecond,
-	}
-}
-
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // startServer serves opts on a new listener on 127.0.0.1 and stops the
 // server when the test ends, checking that Serve returns nil in time.
 func startServer(t *testing.T, opts coapserver.Options) (*coapserver.Server, string) {
 	t.Helper()
 	if opts.DTLS == nil {
-		opts.DTLS = serverConfig()
+		opts.DTLS = coaptest.ServerConfig()
 	}
 	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, opts.DTLS)
 	if err != nil {
@@ -84,8 +49,8 @@ func startServer(t *testing.T, opts coapserver.Options) (*coapserver.Server, str
 			if err != nil {
 				t.Errorf("Serve: %v", err)
 			}
-		case <-time.After(testTimeout):
-			t.Errorf("Serve did not return within %v of Stop", testTimeout)
+		case <-time.After(coaptest.Timeout):
+			t.Errorf("Serve did not return within %v of Stop", coaptest.Timeout)
 		}
 	})
 	return s, l.Addr().String()
@@ -94,9 +59,9 @@ func startServer(t *testing.T, opts coapserver.Options) (*coapserver.Server, str
 func dial(t *testing.T, addr string, cfg *dtls.Config, opts ...coapclient.Option) *coapclient.Client {
 	t.Helper()
 	if cfg == nil {
-		cfg = clientConfig()
+		cfg = coaptest.ClientConfig()
 	}
-	c, err := coapclient.Dial(testContext(t), addr, cfg, opts...)
+	c, err := coapclient.Dial(coaptest.Context(t), addr, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +93,7 @@ func TestGetTime(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{})
 	c := dial(t, addr, nil)
 	before := time.Now().Add(-time.Second)
-	r, err := c.Get(testContext(t), "/time")
+	r, err := c.Get(coaptest.Context(t), "/time")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +111,7 @@ func TestGetTime(t *testing.T) {
 	if r.HasObserve {
 		t.Errorf("a plain GET got Observe %d", r.Observe)
 	}
-	if st := c.ConnectionState(); string(st.PSKIdentity) != testIdentity {
+	if st := c.ConnectionState(); string(st.PSKIdentity) != coaptest.Identity {
 		t.Errorf("PSK identity %q", st.PSKIdentity)
 	}
 }
@@ -154,7 +119,7 @@ func TestGetTime(t *testing.T) {
 func TestEcho(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{})
 	c := dial(t, addr, nil)
-	ctx := testContext(t)
+	ctx := coaptest.Context(t)
 
 	r, err := c.Get(ctx, "/echo")
 	if err != nil {
@@ -195,7 +160,7 @@ func TestEcho(t *testing.T) {
 func TestWellKnownCore(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{})
 	c := dial(t, addr, nil)
-	r, err := c.Get(testContext(t), "/.well-known/core")
+	r, err := c.Get(coaptest.Context(t), "/.well-known/core")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +183,7 @@ func TestWellKnownCore(t *testing.T) {
 	}
 	// Every listed resource answers.
 	for p := range links {
-		r, err := c.Get(testContext(t), p)
+		r, err := c.Get(coaptest.Context(t), p)
 		if err != nil || r.Code != codes.Content {
 			t.Errorf("GET %s: %v, %v", p, r.Code, err)
 		}
@@ -228,7 +193,7 @@ func TestWellKnownCore(t *testing.T) {
 func TestObserveTime(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{})
 	c := dial(t, addr, nil)
-	ctx := testContext(t)
+	ctx := coaptest.Context(t)
 	var (
 		mu   sync.Mutex
 		got  []coapclient.Response
@@ -291,11 +256,11 @@ func TestObserveTime(t *testing.T) {
 func TestBlockwiseLarge(t *testing.T) {
 	for _, mtu := range []int{0, 512} {
 		t.Run(fmt.Sprintf("mtu=%d", mtu), func(t *testing.T) {
-			scfg, ccfg := serverConfig(), clientConfig()
+			scfg, ccfg := coaptest.ServerConfig(), coaptest.ClientConfig()
 			scfg.MTU, ccfg.MTU = mtu, mtu
 			_, addr := startServer(t, coapserver.Options{DTLS: scfg})
 			c := dial(t, addr, ccfg)
-			r, err := c.Get(testContext(t), "/large")
+			r, err := c.Get(coaptest.Context(t), "/large")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -311,7 +276,7 @@ func TestBlockwiseLarge(t *testing.T) {
 func TestNotFound(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{})
 	c := dial(t, addr, nil)
-	r, err := c.Get(testContext(t), "/nonexistent")
+	r, err := c.Get(coaptest.Context(t), "/nonexistent")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +290,7 @@ func TestNotFound(t *testing.T) {
 func TestNonConfirmable(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{})
 	c := dial(t, addr, nil)
-	ctx := testContext(t)
+	ctx := coaptest.Context(t)
 	cc := c.CoAP()
 	req, err := cc.NewGetRequest(ctx, "/echo")
 	if err != nil {
@@ -368,24 +333,24 @@ func TestCustomHandler(t *testing.T) {
 		})},
 	})
 	c := dial(t, addr, nil)
-	resp, err := c.Get(testContext(t), "/whoami")
+	resp, err := c.Get(coaptest.Context(t), "/whoami")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantResponse(t, resp, codes.Content, message.TextPlain, []byte(testIdentity))
+	wantResponse(t, resp, codes.Content, message.TextPlain, []byte(coaptest.Identity))
 	select {
 	case <-newConns:
 	default:
 		t.Error("OnNewConn from Extra was not called")
 	}
-	if resp, err := c.Get(testContext(t), "/time"); err != nil || resp.Code != codes.NotFound {
+	if resp, err := c.Get(coaptest.Context(t), "/time"); err != nil || resp.Code != codes.NotFound {
 		t.Errorf("GET /time on a custom mux: %v, %v", resp, err)
 	}
 }
 
 func TestListenAndServe(t *testing.T) {
 	port := peers.FreeUDPPort(t)
-	s, err := coapserver.New(coapserver.Options{DTLS: serverConfig()})
+	s, err := coapserver.New(coapserver.Options{DTLS: coaptest.ServerConfig()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,9 +363,9 @@ func TestListenAndServe(t *testing.T) {
 			<-done
 		}
 	}()
-	peers.WaitUDPListening(t, port, testTimeout)
+	peers.WaitUDPListening(t, port, coaptest.Timeout)
 	c := dial(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
-	r, err := c.Get(testContext(t), "/echo")
+	r, err := c.Get(coaptest.Context(t), "/echo")
 	if err != nil || string(r.Payload) != "echo" {
 		t.Fatalf("GET /echo: %v, %v", r, err)
 	}
@@ -411,13 +376,13 @@ func TestListenAndServe(t *testing.T) {
 		if err != nil {
 			t.Errorf("ListenAndServe: %v", err)
 		}
-	case <-time.After(testTimeout):
+	case <-time.After(coaptest.Timeout):
 		t.Fatal("ListenAndServe did not return after Stop")
 	}
 	// Stop closed the client's connection (close_notify).
 	select {
 	case <-c.CoAP().Done():
-	case <-time.After(testTimeout):
+	case <-time.After(coaptest.Timeout):
 		t.Error("the client's connection outlived Stop")
 	}
 	if bound, err := peers.UDPPortBound(port); err != nil || bound {
@@ -428,14 +393,14 @@ func TestListenAndServe(t *testing.T) {
 func TestInactivityTimeout(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{InactivityTimeout: 500 * time.Millisecond})
 	c := dial(t, addr, nil)
-	if _, err := c.Get(testContext(t), "/echo"); err != nil {
+	if _, err := c.Get(coaptest.Context(t), "/echo"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	select {
 	case <-c.CoAP().Done():
 		t.Logf("server closed the idle connection after %v", time.Since(start))
-	case <-time.After(testTimeout):
+	case <-time.After(coaptest.Timeout):
 		t.Fatal("the server kept an idle connection")
 	}
 }
@@ -443,7 +408,7 @@ func TestInactivityTimeout(t *testing.T) {
 func TestInactivityDisabled(t *testing.T) {
 	_, addr := startServer(t, coapserver.Options{InactivityTimeout: -1})
 	c := dial(t, addr, nil)
-	if _, err := c.Get(testContext(t), "/echo"); err != nil {
+	if _, err := c.Get(coaptest.Context(t), "/echo"); err != nil {
 		t.Fatal(err)
 	}
 	// go-coap's default would close after 16 s; 2 s is enough to see that
@@ -453,7 +418,7 @@ func TestInactivityDisabled(t *testing.T) {
 		t.Fatal("connection closed although inactivity is disabled")
 	case <-time.After(2 * time.Second):
 	}
-	if _, err := c.Get(testContext(t), "/echo"); err != nil {
+	if _, err := c.Get(coaptest.Context(t), "/echo"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -467,9 +432,9 @@ func TestConcurrentClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), coaptest.Timeout)
 			defer cancel()
-			c, err := coapclient.Dial(ctx, addr, clientConfig())
+			c, err := coapclient.Dial(ctx, addr, coaptest.ClientConfig())
 			if err != nil {
 				errs <- err
 				return
@@ -504,7 +469,7 @@ func TestStopBeforeServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, serverConfig())
+	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, coaptest.ServerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +481,7 @@ func TestStopBeforeServe(t *testing.T) {
 		if err != nil {
 			t.Errorf("Serve after Stop: %v", err)
 		}
-	case <-time.After(testTimeout):
+	case <-time.After(coaptest.Timeout):
 		t.Fatal("Serve after Stop did not return")
 	}
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
@@ -532,7 +497,7 @@ func TestListenerClosedUnderneath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Stop()
-	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, serverConfig())
+	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, coaptest.ServerConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +507,7 @@ func TestListenerClosedUnderneath(t *testing.T) {
 	l.Close()
 	select {
 	case <-done:
-	case <-time.After(testTimeout):
+	case <-time.After(coaptest.Timeout):
 		t.Fatal("Serve did not return after its listener was closed")
 	}
 }
