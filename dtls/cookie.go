@@ -48,21 +48,27 @@ func (j *cookieJar) secrets() (cur, prev [32]byte) {
 	return j.current, j.previous
 }
 
-func cookieMAC(secret [32]byte, addr string, hello *clientHelloMsg) []byte {
+// cookieInput is what a cookie covers: the hello without cookie and
+// session_id.
+func cookieInput(hello *clientHelloMsg) []byte {
 	h := *hello
 	h.cookie = nil
 	h.sessionID = nil
 	body, _ := h.marshal()
+	return body
+}
+
+func cookieMAC(secret [32]byte, addr string, input []byte) []byte {
 	m := hmac.New(sha256.New, secret[:])
 	m.Write([]byte(addr))
 	m.Write([]byte{0})
-	m.Write(body)
+	m.Write(input)
 	return m.Sum(nil)[:cookieSize]
 }
 
 func (j *cookieJar) make(addr string, hello *clientHelloMsg) []byte {
 	cur, _ := j.secrets()
-	return cookieMAC(cur, addr, hello)
+	return cookieMAC(cur, addr, cookieInput(hello))
 }
 
 // valid reports whether the hello carries a cookie we made for addr.
@@ -71,6 +77,7 @@ func (j *cookieJar) valid(addr string, hello *clientHelloMsg) bool {
 		return false
 	}
 	cur, prev := j.secrets()
-	return hmac.Equal(hello.cookie, cookieMAC(cur, addr, hello)) ||
-		hmac.Equal(hello.cookie, cookieMAC(prev, addr, hello))
+	input := cookieInput(hello)
+	return hmac.Equal(hello.cookie, cookieMAC(cur, addr, input)) ||
+		hmac.Equal(hello.cookie, cookieMAC(prev, addr, input))
 }

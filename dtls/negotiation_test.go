@@ -1,7 +1,6 @@
 package dtls
 
 import (
-	"crypto/tls"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +55,6 @@ func TestClientStateResumption(t *testing.T) {
 			}
 		})
 	}
-	_ = tls.Certificate{}
 }
 
 // TestResumptionAttempted: both sides report what the ClientHello tried to
