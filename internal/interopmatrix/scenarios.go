@@ -482,6 +482,34 @@ func sServerResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	res, err := dialTwice(cx, s, typ, port, func(c *dtls.Conn, n int) error {
+		if err := sServerRoundTrip(cx, srv, c, n); err != nil {
+			return err
+		}
+		if n == 1 && strings.Contains(srv.Output(), "Reused session-id") {
+			return errors.New("s_server reports the full handshake as reused")
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	if err := srv.WaitForContext(cx.ctx, "Reused session-id", 1); err != nil {
+		return res, err
+	}
+	flag := "default"
+	if typ == negotiation.SessionID {
+		flag = "-no_ticket"
+	}
+	res.detail = fmt.Sprintf("s_server (%s) -naccept 2: \"Reused session-id\"; we resumed by %v; a line each way on both connections", flag, typ)
+	return res, nil
+}
+
+// dialTwice runs our client against a peer server on port twice with one
+// session cache: a full handshake, then one that must resume by typ;
+// exchange moves data on connection n (1, then 2). The result carries the
+// second handshake's state.
+func dialTwice(cx *caseEnv, s suite, typ negotiation.Type, port int, exchange func(c *dtls.Conn, n int) error) (result, error) {
 	cfg := ourClientConfig(cx, s)
 	c1, err := dialOurs(cx, "full handshake", port, cfg)
 	if err != nil {
@@ -491,11 +519,8 @@ func sServerResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error) {
 	if err := checkState("our client, full handshake", st1, s, false, typ); err != nil {
 		return result{state: &st1}, err
 	}
-	if err := sServerRoundTrip(cx, srv, c1, 1); err != nil {
+	if err := exchange(c1, 1); err != nil {
 		return result{state: &st1}, err
-	}
-	if strings.Contains(srv.Output(), "Reused session-id") {
-		return result{state: &st1}, errors.New("s_server reports the full handshake as reused")
 	}
 	if err := c1.Close(); err != nil {
 		return result{state: &st1}, err
@@ -509,18 +534,7 @@ func sServerResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error) {
 	if err := checkState("our client, second handshake", st2, s, true, typ); err != nil {
 		return res, err
 	}
-	if err := sServerRoundTrip(cx, srv, c2, 2); err != nil {
-		return res, err
-	}
-	if err := srv.WaitForContext(cx.ctx, "Reused session-id", 1); err != nil {
-		return res, err
-	}
-	flag := "default"
-	if typ == negotiation.SessionID {
-		flag = "-no_ticket"
-	}
-	res.detail = fmt.Sprintf("s_server (%s) -naccept 2: \"Reused session-id\"; we resumed by %v; a line each way on both connections", flag, typ)
-	return res, nil
+	return res, exchange(c2, 2)
 }
 
 // ---------------------------------------------------------------------------
@@ -678,31 +692,10 @@ func gnutlsServResume(cx *caseEnv, s suite, typ negotiation.Type) (result, error
 	if err != nil {
 		return result{}, err
 	}
-	cfg := ourClientConfig(cx, s)
-	c1, err := dialOurs(cx, "full handshake", port, cfg)
+	res, err := dialTwice(cx, s, typ, port, func(c *dtls.Conn, n int) error {
+		return roundTrip(cx, c, fmt.Sprintf("connection %d to gnutls", n))
+	})
 	if err != nil {
-		return result{}, err
-	}
-	st1 := c1.ConnectionState()
-	if err := checkState("our client, full handshake", st1, s, false, typ); err != nil {
-		return result{state: &st1}, err
-	}
-	if err := roundTrip(cx, c1, "first to gnutls"); err != nil {
-		return result{state: &st1}, err
-	}
-	if err := c1.Close(); err != nil {
-		return result{state: &st1}, err
-	}
-	c2, err := dialOurs(cx, "second handshake", port, cfg)
-	if err != nil {
-		return result{state: &st1}, err
-	}
-	st2 := c2.ConnectionState()
-	res := result{state: &st2}
-	if err := checkState("our client, second handshake", st2, s, true, typ); err != nil {
-		return res, err
-	}
-	if err := roundTrip(cx, c2, "second to gnutls"); err != nil {
 		return res, err
 	}
 	flag := "default"
