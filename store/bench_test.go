@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -270,4 +271,147 @@ func BenchmarkResumption(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkMemoryMillionSessions fills one Memory store with a million
+// records shaped like the engine's and measures what each costs and how
+// fast Get and Put are at that size:
+//
+//	go test -run '^$' -bench MemoryMillionSessions ./store
+//
+// Two kinds of server-side record, one store of a million each:
+// session_id ("sid/" + 32-byte session ID, the session's StatePlaintext,
+// ~100 bytes) and client_state ("csh/" + 16-byte handle, a
+// ClientStateRecord holding the client's sealed ticket and the server's
+// StatePlaintext, ~230 bytes). Get reports, per record: bytes/session (heap
+// growth after GC, divided by the number of records), payload-bytes/session
+// (key plus value) and overhead-bytes/session (the difference). Get reads
+// random records of the full store; Put stores new sessions into it, each
+// evicting the least recently used one (the steady state of a full gateway).
+// It takes several seconds and up to 1 GB of heap.
+func BenchmarkMemoryMillionSessions(b *testing.B) {
+	const n = 1_000_000
+	for _, kind := range []struct {
+		name   string
+		prefix string
+		idLen  int
+		value  []byte
+	}{
+		{"session_id", "sid/", 32, benchSessionIDValue(b)},
+		{"client_state", "csh/", negotiation.HandleSize, benchClientStateValue(b)},
+	} {
+		b.Run(kind.name, func(b *testing.B) {
+			keyLen := len(kind.prefix) + kind.idLen
+			// The IDs are allocated before the baseline: they are the
+			// benchmark's, not the store's.
+			ids := make([]byte, n*kind.idLen)
+			rand.Read(ids)
+			key := func(buf []byte, i int) []byte {
+				buf = append(buf[:0], kind.prefix...)
+				return append(buf, ids[i*kind.idLen:(i+1)*kind.idLen]...)
+			}
+			ctx := context.Background()
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			m := NewMemory(MemoryConfig{Capacity: n, MaxBytes: n * 512})
+			buf := make([]byte, 0, keyLen)
+			for i := range n {
+				if err := m.Put(ctx, key(buf, i), kind.value, 24*time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			if st := m.Stats(); st.Entries != n || st.Evictions != 0 {
+				b.Fatalf("store lost records while filling: %+v", st)
+			}
+			perSession := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+			payload := float64(keyLen + len(kind.value))
+
+			b.Run("Get", func(b *testing.B) {
+				r := mrand.New(mrand.NewPCG(1, 2))
+				buf := make([]byte, 0, keyLen)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := m.Get(ctx, key(buf, r.IntN(n))); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(perSession, "bytes/session")
+				b.ReportMetric(payload, "payload-bytes/session")
+				b.ReportMetric(perSession-payload, "overhead-bytes/session")
+			})
+			b.Run("Put", func(b *testing.B) {
+				// New sessions: random IDs that are not in the store.
+				k := make([]byte, keyLen)
+				copy(k, kind.prefix)
+				rand.Read(k[len(kind.prefix):])
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					binary.BigEndian.PutUint64(k[len(kind.prefix):], uint64(i))
+					if err := m.Put(ctx, k, kind.value, 24*time.Hour); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if m.Len() != n {
+					b.Fatalf("%d records, want %d", m.Len(), n)
+				}
+			})
+			runtime.KeepAlive(m)
+		})
+	}
+}
+
+// benchState returns the server's StatePlaintext of a PSK client session,
+// as the engine builds it.
+func benchState(typ negotiation.Type) *ticketfmt.State {
+	now := time.Now()
+	st := &ticketfmt.State{Version: 0xfefd, CipherSuite: uint16(dtls.TLS_PSK_WITH_AES_128_CCM_8), Timestamp: now,
+		SessionCreated: now, Lifetime: 24 * time.Hour, ExtendedMasterSecret: true, ResumptionType: uint8(typ),
+		Peer: ticketfmt.PeerIdentity{Type: ticketfmt.PSK, PSKIdentity: []byte("device-0001234")}}
+	rand.Read(st.MasterSecret[:])
+	return st
+}
+
+// benchSessionIDValue is the value of a session-ID record: the session's
+// StatePlaintext.
+func benchSessionIDValue(b *testing.B) []byte {
+	v, err := benchState(negotiation.SessionID).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// benchClientStateValue is the value of a client_state record (dtls
+// client_state.go): version 1, the client's ticket (its own state, naming
+// the server by PSK identity hint and dialled address, sealed under its
+// key) and the server's StatePlaintext, each with a 16-bit length.
+func benchClientStateValue(b *testing.B) []byte {
+	client := benchState(negotiation.ClientState)
+	client.Peer = ticketfmt.PeerIdentity{Type: ticketfmt.PSK, PSKIdentity: []byte("gateway-17")}
+	client.ServerName = "gw.example.net:5684"
+	plain, err := client.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var secret [ticketfmt.KeySize]byte
+	k, err := ticketfmt.NewKey(secret[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	ticket, err := k.Seal(plain, ticketfmt.LabelClient)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server, err := benchState(negotiation.ClientState).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := []byte{1}
+	v = binary.BigEndian.AppendUint16(v, uint16(len(ticket)))
+	v = append(v, ticket...)
+	v = binary.BigEndian.AppendUint16(v, uint16(len(server)))
+	return append(v, server...)
 }
