@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -49,30 +51,66 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // check verifies the store's internal invariants: list and index agree,
-// the accounting matches, and both bounds hold.
+// the accounting matches, both bounds hold, every slot is either in the
+// list or free, and the index holds each record once, where a lookup finds
+// it.
 func (m *Memory) check(t testing.TB) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, size := 0, 0
-	for e := m.root.next; e != &m.root; e = e.next {
-		if e.next.prev != e {
-			t.Fatalf("list broken at %q", e.key)
+	for i := m.slot(0).next; i != 0; i = m.slot(i).next {
+		s := m.slot(i)
+		key, _ := splitRec(s.rec)
+		if m.slot(s.next).prev != i {
+			t.Fatalf("list broken at %q", key)
 		}
-		if m.items[e.key] != e {
-			t.Fatalf("list entry %q not in index", e.key)
+		if _, j := find(m, maphash.String(m.seed, key), key); j != i {
+			t.Fatalf("list entry %q not in index", key)
+		}
+		if s.rec == "" {
+			t.Fatalf("slot %d in the list is free", i)
 		}
 		n++
-		size += e.size()
+		size += recSize(s.rec)
 	}
-	if n != len(m.items) || n != m.stats.Entries {
-		t.Fatalf("list has %d entries, index %d, stats %d", n, len(m.items), m.stats.Entries)
+	indexed := map[uint32]bool{}
+	for _, e := range m.index {
+		if e == 0 {
+			continue
+		}
+		i := uint32(e)
+		if indexed[i] || i == 0 || i >= m.used {
+			t.Fatalf("slot %d indexed twice, or never used", i)
+		}
+		indexed[i] = true
+		if key, _ := splitRec(m.slot(i).rec); uint32(e>>32) != uint32(maphash.String(m.seed, key)) {
+			t.Fatalf("index entry of %q holds another hash", key)
+		}
+	}
+	if n != len(indexed) || n != m.stats.Entries {
+		t.Fatalf("list has %d entries, index %d, stats %d", n, len(indexed), m.stats.Entries)
+	}
+	if 2*n > len(m.index) {
+		t.Fatalf("index of %d holds %d records: more than half full", len(m.index), n)
 	}
 	if size != m.stats.Bytes {
 		t.Fatalf("entries hold %d bytes, stats say %d", size, m.stats.Bytes)
 	}
 	if n > m.capacity || size > m.maxBytes {
 		t.Fatalf("bounds exceeded: %d entries (cap %d), %d bytes (max %d)", n, m.capacity, size, m.maxBytes)
+	}
+	free := 0
+	for i := m.free; i != 0; i = m.slot(i).next {
+		if m.slot(i).rec != "" || m.slot(i).expires != 0 {
+			t.Fatalf("free slot %d holds a record", i)
+		}
+		if free++; free > int(m.used) {
+			t.Fatal("free list has a cycle")
+		}
+	}
+	if 1+n+free != int(m.used) {
+		t.Fatalf("%d slots used: 1 sentinel, %d records, %d free", m.used, n, free)
 	}
 }
 
@@ -81,8 +119,9 @@ func (m *Memory) keys() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var ks []string
-	for e := m.root.next; e != &m.root; e = e.next {
-		ks = append(ks, e.key)
+	for i := m.slot(0).next; i != 0; i = m.slot(i).next {
+		k, _ := splitRec(m.slot(i).rec)
+		ks = append(ks, k)
 	}
 	return ks
 }
@@ -96,6 +135,18 @@ func TestMemoryDefaults(t *testing.T) {
 	}
 	if DefaultMemoryCapacity != 10000 || DefaultMemoryMaxBytes != 64<<20 {
 		t.Errorf("defaults changed: %d, %d", DefaultMemoryCapacity, DefaultMemoryMaxBytes)
+	}
+}
+
+func TestMemoryIndexSize(t *testing.T) {
+	for _, tc := range []struct{ capacity, index int }{
+		{1, 8}, {3, 8}, {4, 16}, {10000, 32768}, {1 << 20, 1 << 21}, {1<<20 - 1, 1 << 21},
+		{1 << 30, maxIndexPrealloc}, {math.MaxInt, maxIndexPrealloc},
+	} {
+		m := NewMemory(MemoryConfig{Capacity: tc.capacity})
+		if len(m.index) != tc.index || m.capacity > maxSlots-2 {
+			t.Errorf("Capacity %d: index of %d, want %d; capacity %d", tc.capacity, len(m.index), tc.index, m.capacity)
+		}
 	}
 }
 
@@ -399,6 +450,65 @@ func TestMemoryPutErrors(t *testing.T) {
 			}
 			m.check(t)
 		})
+	}
+}
+
+// TestMemoryIndex runs random Puts, Gets and Deletes against a map, in a
+// store whose index starts at 8 positions: lookups probe past collisions,
+// deletions shift records back, and the index grows several times.
+func TestMemoryIndex(t *testing.T) {
+	const keySpace = 700
+	m := NewMemory(MemoryConfig{Capacity: keySpace})
+	m.index = make([]uint64, 8)
+	want := map[string]string{}
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(1, 2))
+	for step := range 30000 {
+		key := fmt.Sprintf("k%d", r.IntN(keySpace))
+		switch r.IntN(3) {
+		case 0:
+			v := fmt.Sprintf("v%d", step)
+			if err := m.Put(ctx, []byte(key), []byte(v), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			want[key] = v
+		case 1:
+			v, err := m.Get(ctx, []byte(key))
+			if w, ok := want[key]; ok != (err == nil) || string(v) != w {
+				t.Fatalf("step %d: Get(%s) = %q, %v; want %q", step, key, v, err, w)
+			}
+		case 2:
+			if err := m.Delete(ctx, []byte(key)); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, key)
+		}
+		if step%500 == 0 {
+			m.check(t)
+		}
+	}
+	m.check(t)
+	if m.Len() != len(want) || len(m.index) < 2*len(want) {
+		t.Errorf("%d records (want %d), index of %d", m.Len(), len(want), len(m.index))
+	}
+	st := m.Stats()
+	if st.Evictions != 0 || st.Expired != 0 {
+		t.Errorf("records lost: %+v", st)
+	}
+}
+
+// TestMemoryLongTTL: a lifetime beyond the int64 nanosecond clock means
+// never, not the past.
+func TestMemoryLongTTL(t *testing.T) {
+	clock := newFakeClock()
+	m := NewMemory(MemoryConfig{Now: clock.Now})
+	ctx := context.Background()
+	if err := m.Put(ctx, []byte("k"), []byte("v"), time.Duration(math.MaxInt64)); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(100 * 365 * 24 * time.Hour)
+	if v, err := m.Get(ctx, []byte("k")); err != nil || string(v) != "v" {
+		t.Errorf("Get = %q, %v", v, err)
 	}
 }
 
