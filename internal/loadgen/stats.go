@@ -1,0 +1,135 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+)
+
+// Failure reasons besides "alert <name>".
+const (
+	ReasonTimeout  = "timeout"   // no answer in time
+	ReasonRefused  = "refused"   // ICMP port unreachable: nothing listens
+	ReasonBadReply = "bad_reply" // the echo or the CoAP response was wrong
+	ReasonOther    = "other"
+)
+
+// errBadReply marks a device whose handshake worked but whose echo or CoAP
+// response did not.
+var errBadReply = errors.New("loadgen: wrong reply")
+
+// errRefused is the cause of a device context cancelled because its socket
+// reported ECONNREFUSED.
+var errRefused = errors.New("loadgen: connection refused")
+
+// alertNames are the RFC 5246 and RFC 4279 alert descriptions, so that the
+// set of failure reasons stays small and named.
+var alertNames = map[uint8]string{
+	0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+	40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate",
+	45: "certificate_expired", 46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca",
+	49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+	71: "insufficient_security", 80: "internal_error", 100: "no_renegotiation",
+	110: "unsupported_extension", 115: "unknown_psk_identity",
+}
+
+// Reason classifies a device's error into one of a small set of names:
+// timeout, refused, bad_reply, "alert NAME" (sent or received), or other.
+// ctx is the device's context, whose cause tells a refused socket apart.
+func Reason(ctx context.Context, err error) string {
+	if ctx != nil && errors.Is(context.Cause(ctx), errRefused) || errors.Is(err, errRefused) || errors.Is(err, syscall.ECONNREFUSED) {
+		return ReasonRefused
+	}
+	var ae *dtls.AlertError
+	if errors.As(err, &ae) {
+		if name, ok := alertNames[ae.Description]; ok {
+			return "alert " + name
+		}
+		return fmt.Sprintf("alert %d", ae.Description)
+	}
+	if errors.Is(err, errBadReply) {
+		return ReasonBadReply
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
+		strings.Contains(err.Error(), "timed out") || strings.Contains(err.Error(), "timeout") {
+		return ReasonTimeout
+	}
+	return ReasonOther
+}
+
+// Latency summarises handshake durations.
+type Latency struct {
+	P50, P99, Max time.Duration
+}
+
+// Percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
+// sorted, or 0 when it is empty.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(p/100*float64(len(sorted))+0.999999) - 1
+	rank = max(0, min(rank, len(sorted)-1))
+	return sorted[rank]
+}
+
+// stats collects what the devices of one phase report; safe for
+// concurrent use.
+type stats struct {
+	mu        sync.Mutex
+	latencies []time.Duration
+	resumed   int
+	failures  map[string]int
+	failed    int
+}
+
+func newStats(n int) *stats {
+	return &stats{latencies: make([]time.Duration, 0, n), failures: make(map[string]int)}
+}
+
+func (s *stats) success(d time.Duration, resumed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latencies = append(s.latencies, d)
+	if resumed {
+		s.resumed++
+	}
+}
+
+func (s *stats) failure(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures[reason]++
+	s.failed++
+}
+
+// counts returns the successes and failures so far.
+func (s *stats) counts() (ok, failed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.latencies), s.failed
+}
+
+// latency sorts the samples and returns their percentiles.
+func (s *stats) latency() Latency {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slices.Sort(s.latencies)
+	if len(s.latencies) == 0 {
+		return Latency{}
+	}
+	return Latency{
+		P50: Percentile(s.latencies, 50),
+		P99: Percentile(s.latencies, 99),
+		Max: s.latencies[len(s.latencies)-1],
+	}
+}
