@@ -18,6 +18,7 @@ commands:
   demo     runs a server and a client in one process and prints a table of handshakes
   bench    handshake cost per kind beside pion/dtls v3, as a table
   interop  the peer matrix against the installed third-party peers (OpenSSL, GnuTLS, libcoap, pion)
+  loadtest many simulated devices against a server on loopback; ours beside pion with --spawn both
 
 Run "dtlsresume <command> -h" for a command's flags.
 `
@@ -47,6 +48,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdInterop(args[1:], stdout, stderr)
 	case "serve":
 		err = cmdServe(args[1:], stdout, stderr)
+	case "loadtest":
+		err = cmdLoadtest(args[1:], stdout, stderr)
+	case "loadtest-peer": // hidden: the pion server that loadtest --spawn runs
+		err = cmdLoadtestPeer(args[1:], stdin, stdout, stderr)
 	case "get", "put", "post", "observe":
 		err = cmdCoAP(args[0], args[1:], stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/peers"
+	"github.com/dtlsresume/dtlsresume/store"
+)
+
+// startEchoListener runs our listener in process with the demo PSK, a
+// memory store (for session_id and client_state) and an echo on every
+// connection.
+func startEchoListener(t *testing.T) string {
+	t.Helper()
+	key := []byte("secretPSK-dtlsresume")
+	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, &dtls.Config{
+		PSK: func(id []byte) ([]byte, error) {
+			if string(id) != demoPSKIdentity {
+				return nil, errors.New("unknown PSK identity")
+			}
+			return key, nil
+		},
+		SessionStore: store.NewMemory(store.MemoryConfig{}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 2048)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// decodeObjects parses one JSON object per line.
+func decodeObjects(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		objs = append(objs, m)
+	}
+	return objs
+}
+
+func requireKeys(t *testing.T, m map[string]any, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			t.Errorf("no %q in %v", k, m)
+		}
+	}
+}
+
+var runKeys = []string{"kind", "server", "target", "protocol", "mode", "devices", "hold", "primed", "succeeded", "failed",
+	"resumed", "failures", "duration_s", "handshakes_per_s", "p50_ms", "p99_ms", "max_ms", "held", "source_addresses"}
+
+// TestLoadtestInProcess runs loadtest against an in-process listener in
+// every handshake mode but session_id, then briefly with hostile traffic.
+func TestLoadtestInProcess(t *testing.T) {
+	addr := startEchoListener(t)
+	for _, mode := range []string{"full", "session_ticket", "client_state"} {
+		t.Run(mode, func(t *testing.T) {
+			code, stdout, stderr := runCmd("loadtest", addr, "-n", "50", "-c", "8", "--mode", mode, "--ports-per-addr", "10", "--hold", "--json")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			objs := decodeObjects(t, stdout)
+			if len(objs) != 1 {
+				t.Fatalf("%d objects: %s", len(objs), stdout)
+			}
+			r := objs[0]
+			requireKeys(t, r, runKeys...)
+			if r["kind"] != "run" || r["mode"] != mode || r["protocol"] != "echo" {
+				t.Errorf("kind %v, mode %v, protocol %v", r["kind"], r["mode"], r["protocol"])
+			}
+			if r["succeeded"] != 50.0 || r["failed"] != 0.0 || r["held"] != 50.0 || r["source_addresses"] != 5.0 {
+				t.Errorf("succeeded %v, failed %v (%v), held %v, source addresses %v", r["succeeded"], r["failed"], r["failures"], r["held"], r["source_addresses"])
+			}
+			wantResumed := 50.0
+			if mode == "full" {
+				wantResumed = 0
+			} else if r["primed"] != 50.0 {
+				t.Errorf("primed %v", r["primed"])
+			}
+			if r["resumed"] != wantResumed {
+				t.Errorf("resumed %v, want %v", r["resumed"], wantResumed)
+			}
+			if _, ok := r["server_usage"]; ok {
+				t.Error("server_usage without a spawned server")
+			}
+		})
+	}
+	t.Run("hostile", func(t *testing.T) {
+		code, stdout, stderr := runCmd("loadtest", addr, "-n", "50", "-c", "8", "--hostile", "--hostile-rate", "300",
+			"--hostile-replays", "20", "--hostile-linger", "1500ms", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		objs := decodeObjects(t, stdout)
+		if len(objs) != 1 {
+			t.Fatalf("%d objects: %s", len(objs), stdout)
+		}
+		r := objs[0]
+		requireKeys(t, r, append(runKeys, "hostile")...)
+		if r["succeeded"] != 50.0 || r["failed"] != 0.0 {
+			t.Errorf("succeeded %v, failed %v (%v)", r["succeeded"], r["failed"], r["failures"])
+		}
+		h, _ := r["hostile"].(map[string]any)
+		requireKeys(t, h, "hellos", "replays", "replay_resumed", "replay_resumption", "max_ratio", "bound", "legit_success_rate", "prelude_sources")
+		hellos, _ := h["hellos"].(map[string]any)
+		replays, _ := h["replays"].(map[string]any)
+		requireKeys(t, hellos, "sources", "datagrams", "bytes_sent", "bytes_received", "max_ratio", "over_bound")
+		if n, _ := hellos["sources"].(float64); n < 1 {
+			t.Errorf("hello sources %v", hellos["sources"])
+		}
+		if replays["sources"] != 20.0 || h["replay_resumed"] != true || h["replay_resumption"] != "session_ticket" {
+			t.Errorf("replays %v, resumed %v by %v", replays["sources"], h["replay_resumed"], h["replay_resumption"])
+		}
+		if n, _ := replays["bytes_received"].(float64); n == 0 {
+			t.Error("the server answered no replayed resumption hello")
+		}
+		if h["legit_success_rate"] != 1.0 {
+			t.Errorf("legit success rate %v", h["legit_success_rate"])
+		}
+		if ratio, _ := h["max_ratio"].(float64); ratio > 3 || hellos["over_bound"] != 0.0 || replays["over_bound"] != 0.0 {
+			t.Errorf("a hostile source got more than 3x what it sent: max ratio %v, over bound %v/%v", ratio, hellos["over_bound"], replays["over_bound"])
+		}
+	})
+}
+
+func TestLoadtestTable(t *testing.T) {
+	addr := startEchoListener(t)
+	code, stdout, stderr := runCmd("loadtest", addr, "-n", "20", "--rate", "200")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"20 devices, full handshakes, echo, 200/s", "succeeded", "handshakes/s", "p50 handshake (ms)", "p99 handshake (ms)", "failures"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in\n%s", want, stdout)
+		}
+	}
+}
+
+func TestLoadtestBadUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"loadtest"},
+		{"loadtest", "10.1.2.3:5684"},
+		{"loadtest", "coaps://192.0.2.1/time"},
+		{"loadtest", "[::1]:5684"},
+		{"loadtest", "127.0.0.1:0"}, // port 0 only with --spawn
+		{"loadtest", "http://127.0.0.1:80/"},
+		{"loadtest", "127.0.0.1:5684", "-n", "0"},
+		{"loadtest", "127.0.0.1:5684", "-c", "4", "--rate", "10"},
+		{"loadtest", "127.0.0.1:5684", "--mode", "psk"},
+		{"loadtest", "127.0.0.1:5684", "--spawn", "openssl"},
+		{"loadtest", "127.0.0.1:5684", "extra"},
+		{"loadtest-peer", "openssl-echo"},
+	} {
+		code, _, stderr := runCmd(args...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+	_, _, stderr := runCmd("loadtest", "10.1.2.3:5684")
+	if !strings.Contains(stderr, "127.0.0.0/8") {
+		t.Errorf("the refusal does not say what is allowed: %q", stderr)
+	}
+}
+
+// TestLoadtestPeerThroughBinary starts the hidden pion echo command as a
+// process and puts devices through it.
+func TestLoadtestPeerThroughBinary(t *testing.T) {
+	port := peers.FreeUDPPort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p := peers.Start(t, binary, "loadtest-peer", "pion-echo", "--addr", addr)
+	if _, err := p.WaitForRegexp(regexp.MustCompile(`listening on udp 127\.0\.0\.1:\d+ \(pion/dtls v3 echo\)`), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCmd("loadtest", addr, "-n", "30", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if r := decodeObjects(t, stdout)[0]; r["succeeded"] != 30.0 {
+		t.Fatalf("succeeded %v, failures %v", r["succeeded"], r["failures"])
+	}
+	// Its standard input ending (the load test is gone) stops it.
+	if err := p.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(5 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v", code, err)
+	}
+}
+
+// TestLoadtestSpawnBoth runs the binary as users do: both servers spawned
+// in turn, connections held, one JSON object per server and the ratios.
+func TestLoadtestSpawnBoth(t *testing.T) {
+	p := peers.Start(t, binary, "loadtest", "127.0.0.1:0", "--spawn", "both", "-n", "40", "--hold", "--json")
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
+	}
+	var objs []map[string]any
+	for _, line := range strings.Split(p.Output(), "\n") {
+		if strings.HasPrefix(line, "{") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			objs = append(objs, m)
+		}
+	}
+	if len(objs) != 3 {
+		t.Fatalf("%d objects in\n%s", len(objs), p.Output())
+	}
+	for i, server := range []string{"ours", "pion"} {
+		r := objs[i]
+		if r["server"] != server || r["succeeded"] != 40.0 || r["held"] != 40.0 {
+			t.Errorf("%s: server %v, succeeded %v (failures %v), held %v", server, r["server"], r["succeeded"], r["failures"], r["held"])
+		}
+		u, _ := r["server_usage"].(map[string]any)
+		requireKeys(t, u, "pid", "cpu_ms", "cpu_ms_per_handshake", "rss_before_bytes", "rss_after_bytes", "rss_per_held_conn_bytes")
+		if rss, _ := u["rss_after_bytes"].(float64); rss <= 0 {
+			t.Errorf("%s: resident memory %v", server, u["rss_after_bytes"])
+		}
+	}
+	requireKeys(t, objs[2], "kind", "handshakes_per_s_ours_over_pion", "cpu_per_handshake_ours_over_pion", "rss_per_held_conn_ours_over_pion")
+	if objs[2]["kind"] != "comparison" {
+		t.Errorf("last object %v", objs[2])
+	}
+}
