@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ func FuzzFlagParsers(f *testing.F) {
 	for _, s := range []string{
 		"client1:00112233", "coaps://127.0.0.1:5684/time?x=1", "coaps://[::1]/a/b", "PSK-AES128-CCM8,TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8",
 		"client_state,session_id", "application/cbor", "60", strings.Repeat("ab", 32), ":", "coaps://", "",
+		"memory:1000000",
 	} {
 		f.Add(s)
 	}
@@ -28,6 +30,12 @@ func FuzzFlagParsers(f *testing.F) {
 		_, _ = parseContentFormat(s)
 		if k, err := parseStoreKey(s); err == nil && k != nil && len(k) != 32 {
 			t.Fatalf("parseStoreKey(%q) gave %d bytes", s, len(k))
+		}
+		if cfg, ok, err := parseMemorySpec(s); err == nil && ok && cfg.Capacity != 0 &&
+			(cfg.Capacity > maxMemoryCapacity || cfg.MaxBytes < cfg.Capacity) {
+			t.Fatalf("parseMemorySpec(%q) = %+v", s, cfg)
+		} else if err != nil && (!ok || !errors.As(err, new(usageError))) {
+			t.Fatalf("parseMemorySpec(%q): %t, %v", s, ok, err)
 		}
 		if ids, err := dtls.ParseCipherSuites(s); err == nil && len(ids) == 0 {
 			t.Fatalf("ParseCipherSuites(%q) empty", s)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,8 +22,44 @@ import (
 const storeKeyEnv = "DTLSRESUME_STORE_KEY"
 
 // storeFlagUsage documents --store for the flag sets.
-const storeFlagUsage = "where the server keeps sessions and ticket keys: memory, file:PATH (survives a restart; needs --store-key or $" +
+const storeFlagUsage = "where the server keeps sessions and ticket keys: memory[:CAPACITY] (CAPACITY records, default " +
+	"10000; a million take 180-340 MB), file:PATH (survives a restart; needs --store-key or $" +
 	storeKeyEnv + "), or redis://HOST:PORT[/DB] (shared by a cluster of servers)"
+
+// memoryBytesPerRecord scales a memory store's byte bound with its
+// capacity: keys and values of memory:CAPACITY may take CAPACITY times this
+// (or DefaultMemoryMaxBytes, if that is more). A session-ID record is ~130
+// bytes and a client_state record ~270, so the record count binds first;
+// sessions of certificate clients, which carry their certificates, are
+// larger.
+const memoryBytesPerRecord = 512
+
+// maxMemoryCapacity bounds memory:CAPACITY: a billion records (180-340 GB
+// of heap) is beyond any server this runs on, so more is a typo.
+const maxMemoryCapacity = 1_000_000_000
+
+// parseMemorySpec returns the configuration of the memory store that a
+// --store value names: "" or "memory" (the defaults) or "memory:CAPACITY"
+// (CAPACITY records, decimal, 1 to maxMemoryCapacity, and MaxBytes scaled
+// with it). ok is false for a value that names another backend.
+func parseMemorySpec(spec string) (cfg store.MemoryConfig, ok bool, err error) {
+	if spec == "" || spec == "memory" {
+		return cfg, true, nil
+	}
+	v, found := strings.CutPrefix(spec, "memory:")
+	if !found {
+		return cfg, false, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64) // digits only: no sign, no underscores
+	if err != nil || n < 1 || n > maxMemoryCapacity {
+		return cfg, true, usagef("--store %q: CAPACITY must be a number of records from 1 to %d, as in memory:1000000", spec, maxMemoryCapacity)
+	}
+	maxBytes := math.MaxInt // where int has 32 bits and CAPACITY×512 does not fit
+	if n <= math.MaxInt/memoryBytesPerRecord {
+		maxBytes = max(int(n)*memoryBytesPerRecord, store.DefaultMemoryMaxBytes)
+	}
+	return store.MemoryConfig{Capacity: int(n), MaxBytes: maxBytes}, true, nil
+}
 
 // storeKeyFlagUsage documents --store-key.
 const storeKeyFlagUsage = "operator key for the store, 64 hex digits (32 bytes); default $" + storeKeyEnv +
@@ -45,7 +83,9 @@ func parseStoreKey(v string) ([]byte, error) {
 // names:
 //
 //   - "" or "memory": a bounded in-memory store and a ring of the process's
-//     own; both are lost on restart.
+//     own; both are lost on restart. "memory:CAPACITY" bounds the store at
+//     CAPACITY records instead of store.DefaultMemoryCapacity (see
+//     parseMemorySpec).
 //   - "file:PATH": the file store at PATH (created if missing), encrypted
 //     under key, and a ticket key ring kept in it, so that sessions,
 //     client_state records and tickets all resume after a restart.
@@ -74,13 +114,20 @@ func openStore(spec string, key []byte, logger *slog.Logger) (dtls.SessionStore,
 	if key != nil && len(key) != store.KeySize {
 		return nil, nil, nil, usagef("store key: want %d bytes, got %d", store.KeySize, len(key))
 	}
-	switch {
-	case spec == "" || spec == "memory":
+	if cfg, ok, err := parseMemorySpec(spec); ok {
+		if err != nil {
+			return nil, nil, nil, err
+		}
 		ring, err := ticketfmt.NewKeyRing(ticketfmt.KeyRingConfig{})
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		return store.NewMemory(store.MemoryConfig{}), ring, func() error { return nil }, nil
+		if cfg.Capacity > 0 {
+			logger.Info("session store: memory", "capacity", cfg.Capacity, "max_bytes", cfg.MaxBytes)
+		}
+		return store.NewMemory(cfg), ring, func() error { return nil }, nil
+	}
+	switch {
 
 	case strings.HasPrefix(spec, "file:"):
 		path := strings.TrimPrefix(spec, "file:")
@@ -128,7 +175,7 @@ func openStore(spec string, key []byte, logger *slog.Logger) (dtls.SessionStore,
 		}
 		return r, ring, closeFn, nil
 	}
-	return nil, nil, nil, usagef("--store %q: want memory, file:PATH or redis://HOST:PORT[/DB]", spec)
+	return nil, nil, nil, usagef("--store %q: want memory[:CAPACITY], file:PATH or redis://HOST:PORT[/DB]", spec)
 }
 
 // redactURL hides a password in a Redis URL.

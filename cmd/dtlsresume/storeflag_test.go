@@ -19,7 +19,7 @@ import (
 const testStoreKeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 func TestOpenStoreMemory(t *testing.T) {
-	for _, spec := range []string{"", "memory"} {
+	for _, spec := range []string{"", "memory", "memory:1000000"} {
 		s, ring, closeFn, err := openStore(spec, nil, nil)
 		if err != nil {
 			t.Fatalf("%q: %v", spec, err)
@@ -29,6 +29,67 @@ func TestOpenStoreMemory(t *testing.T) {
 		}
 		if err := closeFn(); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestOpenStoreMemoryCapacity: memory:CAPACITY bounds the store at
+// CAPACITY records.
+func TestOpenStoreMemoryCapacity(t *testing.T) {
+	s, _, closeFn, err := openStore("memory:2", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	ctx := context.Background()
+	for _, k := range []string{"sid/a", "sid/b", "sid/c"} {
+		if err := s.Put(ctx, []byte(k), []byte("session"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.(*store.Memory).Stats(); st.Entries != 2 || st.Evictions != 1 {
+		t.Errorf("memory:2 after three Puts: %+v", st)
+	}
+}
+
+func TestParseMemorySpec(t *testing.T) {
+	const def = store.DefaultMemoryMaxBytes
+	for _, tc := range []struct {
+		spec string
+		ok   bool
+		want store.MemoryConfig // with err == nil
+		err  bool
+	}{
+		{"", true, store.MemoryConfig{}, false},
+		{"memory", true, store.MemoryConfig{}, false},
+		{"memory:1", true, store.MemoryConfig{Capacity: 1, MaxBytes: def}, false},
+		{"memory:10000", true, store.MemoryConfig{Capacity: 10000, MaxBytes: def}, false},
+		{"memory:1000000", true, store.MemoryConfig{Capacity: 1000000, MaxBytes: 512000000}, false},
+		{"memory:007", true, store.MemoryConfig{Capacity: 7, MaxBytes: def}, false},
+		{"memory:1000000000", true, store.MemoryConfig{Capacity: 1000000000, MaxBytes: 512000000000}, false},
+		{"memory:", true, store.MemoryConfig{}, true},
+		{"memory:0", true, store.MemoryConfig{}, true},
+		{"memory:-1", true, store.MemoryConfig{}, true},
+		{"memory:+5", true, store.MemoryConfig{}, true},
+		{"memory: 5", true, store.MemoryConfig{}, true},
+		{"memory:1e6", true, store.MemoryConfig{}, true},
+		{"memory:1_000", true, store.MemoryConfig{}, true},
+		{"memory:0x10", true, store.MemoryConfig{}, true},
+		{"memory:lots", true, store.MemoryConfig{}, true},
+		{"memory:1000000001", true, store.MemoryConfig{}, true},
+		{"memory:99999999999999999999999", true, store.MemoryConfig{}, true},
+		{"memory:5:5", true, store.MemoryConfig{}, true},
+		{"memoryx", false, store.MemoryConfig{}, false},
+		{"Memory:5", false, store.MemoryConfig{}, false},
+		{"file:memory:5", false, store.MemoryConfig{}, false},
+		{"redis://memory:5", false, store.MemoryConfig{}, false},
+	} {
+		cfg, ok, err := parseMemorySpec(tc.spec)
+		if ok != tc.ok || (err != nil) != tc.err || err == nil && (cfg.Capacity != tc.want.Capacity || cfg.MaxBytes != tc.want.MaxBytes || cfg.Now != nil) {
+			t.Errorf("parseMemorySpec(%q) = %+v, %t, %v; want %+v, %t, error %t", tc.spec, cfg, ok, err, tc.want, tc.ok, tc.err)
+		}
+		if err != nil && (!errors.As(err, new(usageError)) || !strings.Contains(err.Error(), "memory:1000000")) {
+			t.Errorf("parseMemorySpec(%q): %v: not a usage error with an example", tc.spec, err)
 		}
 	}
 }
@@ -46,7 +107,9 @@ func TestOpenStoreErrors(t *testing.T) {
 		{"file:", []byte(strings.Repeat("k", 32)), "", "empty path"},
 		{"file:" + filepath.Join(dir, "s"), nil, "abcd", "64 hex digits"},
 		{"file:" + filepath.Join(dir, "s"), []byte("short"), "", "want 32 bytes"},
-		{"mysql://x", nil, "", "want memory, file:PATH or redis://"},
+		{"mysql://x", nil, "", "want memory[:CAPACITY], file:PATH or redis://"},
+		{"memory:0", nil, "", "CAPACITY must be a number of records"},
+		{"memory:1M", nil, "", "CAPACITY must be a number of records"},
 		{"redis://host:notaport", nil, "", "--store"},
 	} {
 		t.Setenv(storeKeyEnv, tc.env)
@@ -67,7 +130,7 @@ func TestOpenStoreErrors(t *testing.T) {
 	if got := redactURL("redis://:secret@host:6379/1"); got != "redis://***@host:6379/1" {
 		t.Errorf("redactURL = %q", got)
 	}
-	for spec, want := range map[string]string{"": "memory", "memory": "memory", "file:/x": "file", "redis://h:1": "redis", "rediss://h:1/2": "redis"} {
+	for spec, want := range map[string]string{"": "memory", "memory": "memory", "memory:1000000": "memory", "file:/x": "file", "redis://h:1": "redis", "rediss://h:1/2": "redis"} {
 		if got := storeBackendName(spec); got != want {
 			t.Errorf("storeBackendName(%q) = %q, want %q", spec, got, want)
 		}
