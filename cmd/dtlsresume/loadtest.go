@@ -111,6 +111,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", loadgen.DefaultHandshakeTimeout, "each device's handshake and reply timeout")
 	maxTime := fs.Duration("max-time", 10*time.Minute, "stop everything after this long")
 	perAddr := fs.Int("ports-per-addr", loadgen.DefaultPortsPerAddress, "devices per source address before the next 127.1.x.y address")
+	pionBuf := fs.Int("pion-read-buffer", loadgen.DefaultReadBuffer, "the spawned pion echo's read buffer per connection, in bytes: keep it equal to ours (listen's) for a fair memory comparison")
 	asJSON := fs.Bool("json", false, "one JSON object per line on stdout instead of a table")
 
 	// TARGET may come before or after the flags.
@@ -171,6 +172,8 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		return usagef("--timeout %v: want more than 0", *timeout)
 	case *maxTime <= 0:
 		return usagef("--max-time %v: want more than 0", *maxTime)
+	case *pionBuf < 256 || *pionBuf > 65536:
+		return usagef("--pion-read-buffer %d: want 256 to 65536", *pionBuf)
 	case *perAddr < 1 || *perAddr > 28000:
 		return usagef("--ports-per-addr %d: want 1 to 28000 (the ephemeral port range)", *perAddr)
 	}
@@ -223,7 +226,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		rep.add("target", res)
+		rep.add("target", cfg.Target, res)
 		return rep.print(stdout)
 	}
 	self, err := os.Executable()
@@ -231,7 +234,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for _, kind := range servers {
-		srv, err := spawnServer(ctx, self, kind, target, mode, *pskFlag)
+		srv, err := spawnServer(ctx, self, kind, target, mode, *pskFlag, *pionBuf)
 		if err != nil {
 			return fmt.Errorf("starting the %s server: %w", kind, err)
 		}
@@ -251,7 +254,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		rep.add(kind, res)
+		rep.add(kind, srv.Addr, res)
 		if ctx.Err() != nil {
 			break
 		}
@@ -272,7 +275,7 @@ func runLoad(ctx context.Context, name string, cfg loadgen.Config, stderr io.Wri
 // target's own) as a child process: ours is this binary's listen or serve
 // with the demo PSK (or --psk); pion is a pion/dtls v3 echo, or go-coap's
 // DTLS server, run by the hidden loadtest-peer command.
-func spawnServer(ctx context.Context, self, kind string, target loadtestTarget, mode loadgen.Mode, psk string) (*loadgen.Server, error) {
+func spawnServer(ctx context.Context, self, kind string, target loadtestTarget, mode loadgen.Mode, psk string, pionBuf int) (*loadgen.Server, error) {
 	addr := *target.addr
 	if addr.Port == 0 {
 		p, err := loadgen.FreeLoopbackPort()
@@ -291,7 +294,7 @@ func spawnServer(ctx context.Context, self, kind string, target loadtestTarget, 
 		argv = []string{self, "serve", "--addr", addr.String(), "--log-level", "warn"}
 		ready = "serving CoAP over DTLS on udp"
 	case target.path == "":
-		argv = []string{self, "loadtest-peer", "pion-echo", "--addr", addr.String()}
+		argv = []string{self, "loadtest-peer", "pion-echo", "--addr", addr.String(), "--read-buffer", strconv.Itoa(pionBuf)}
 		ready = "listening on udp"
 	default:
 		argv = []string{self, "loadtest-peer", "pion-coap", "--addr", addr.String()}
@@ -370,11 +373,13 @@ type loadtestReport struct {
 	cfg    loadgen.Config
 	json   bool
 	names  []string
+	addrs  []*net.UDPAddr
 	runs   []*loadgen.Result
 }
 
-func (r *loadtestReport) add(name string, res *loadgen.Result) {
+func (r *loadtestReport) add(name string, addr *net.UDPAddr, res *loadgen.Result) {
 	r.names = append(r.names, name)
+	r.addrs = append(r.addrs, addr)
 	r.runs = append(r.runs, res)
 }
 
@@ -462,7 +467,7 @@ func (r *loadtestReport) row(i int) loadtestRun {
 		failures = map[string]int{}
 	}
 	row := loadtestRun{
-		Kind: "run", Server: r.names[i], Target: r.target.addr.String(), Protocol: r.target.protocol(), Path: r.target.path,
+		Kind: "run", Server: r.names[i], Target: r.addrs[i].String(), Protocol: r.target.protocol(), Path: r.target.path,
 		Mode: string(res.Mode), Devices: res.Devices, Hold: r.cfg.Hold, Primed: res.Primed,
 		Succeeded: res.Succeeded, Failed: res.Failed, Resumed: res.Resumed, Failures: failures,
 		DurationS: res.Elapsed.Seconds(), HandshakesPerS: res.HandshakesPerSecond(),

@@ -246,6 +246,9 @@ func TestLoadtestSpawnBoth(t *testing.T) {
 	}
 	for i, server := range []string{"ours", "pion"} {
 		r := objs[i]
+		if target, _ := r["target"].(string); strings.HasSuffix(target, ":0") {
+			t.Errorf("%s: target %q, not the address the server listened on", server, target)
+		}
 		if r["server"] != server || r["succeeded"] != 40.0 || r["held"] != 40.0 {
 			t.Errorf("%s: server %v, succeeded %v (failures %v), held %v", server, r["server"], r["succeeded"], r["failures"], r["held"])
 		}
