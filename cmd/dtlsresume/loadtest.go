@@ -95,7 +95,7 @@ func parseLoadtestTarget(raw string, spawn bool) (loadtestTarget, error) {
 // prints what it measured; with --spawn it starts the server (ours, pion's
 // or both in turn) as a child process and reads its CPU time and memory.
 func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs := flag.NewFlagSet("loadtest TARGET", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 1000, "number of simulated devices")
 	conc := fs.Int("c", loadgen.DefaultConcurrency, "devices in flight at once")
@@ -221,6 +221,11 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	rep := loadtestReport{target: target, cfg: cfg, json: *asJSON}
+	defer func() {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "loadtest: stopped early (--max-time %v or a signal): devices not yet started are not counted\n", *maxTime)
+		}
+	}()
 	if len(servers) == 0 {
 		res, err := runLoad(ctx, "target", cfg, stderr)
 		if err != nil {
@@ -608,6 +613,9 @@ func (r *loadtestReport) print(w io.Writer) error {
 				return f(x.ServerUsage)
 			}
 		}
+		// /proc counts CPU time in 10 ms ticks: the total says how
+		// coarse the per-handshake figure is.
+		line("server CPU (ms)", u(func(u *loadtestUsage) string { return fmt.Sprintf("%.0f", u.CPUMS) }), noRatio)
 		line("server CPU/handshake (ms)", u(func(u *loadtestUsage) string { return fmt.Sprintf("%.3f", u.CPUMSPerHandshake) }), c.CPUPerHandshake)
 		line("server RSS before (MiB)", u(func(u *loadtestUsage) string { return fmt.Sprintf("%.1f", float64(u.RSSBeforeBytes)/(1<<20)) }), noRatio)
 		after := "server RSS after (MiB)"

@@ -10,8 +10,8 @@
 // message or one CoAP GET. Devices start from a fixed number of workers or
 // at a fixed rate; with Hold every connection stays open until all are up.
 // The result counts successes, resumptions and failures by a small set of
-// reasons (timeout, refused, an alert's name, bad_reply, other) and gives
-// handshake latency percentiles.
+// reasons (timeout, refused, an alert's name, bad_reply, cancelled, other)
+// and gives handshake latency percentiles.
 //
 // With Config.Hostile, traffic from unverified source addresses runs
 // alongside: cookie-less ClientHellos from random source addresses, the

@@ -140,7 +140,8 @@ type Result struct {
 	Latency Latency
 	// Held is the number of connections open at the end, with Hold.
 	Held int
-	// SourceAddresses is the number of source addresses the devices used.
+	// SourceAddresses is the number of source addresses the measured
+	// devices used.
 	SourceAddresses int
 	// Server is the server's usage, when Config.ServerPID was set.
 	Server *ServerUsage
@@ -189,10 +190,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	e := newEngine(&cfg)
-	res := &Result{
-		Mode: cfg.Mode, CoAP: cfg.CoAPPath != "", Devices: cfg.Devices,
-		SourceAddresses: (cfg.Devices + cfg.PortsPerAddress - 1) / cfg.PortsPerAddress,
-	}
+	res := &Result{Mode: cfg.Mode, CoAP: cfg.CoAPPath != "", Devices: cfg.Devices}
 	if cfg.Mode != Full {
 		st := newStats(cfg.Devices)
 		e.drive(ctx, "prime", st, func(ctx context.Context, i int) {
@@ -221,7 +219,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	st := newStats(cfg.Devices)
 	start := time.Now()
-	e.drive(ctx, "measure", st, func(ctx context.Context, i int) {
+	started := e.drive(ctx, "measure", st, func(ctx context.Context, i int) {
 		d := e.device(ctx, i, true)
 		if d.reason != "" {
 			st.failure(d.reason)
@@ -235,6 +233,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	})
 	res.Elapsed = time.Since(start)
+	res.SourceAddresses = (started + cfg.PortsPerAddress - 1) / cfg.PortsPerAddress
 	cpuAfter, err := e.usage()
 	if err != nil {
 		return nil, err
@@ -377,11 +376,13 @@ func (e *engine) dtlsConfig(i int) *dtls.Config {
 
 // drive runs fn for devices 0..Devices-1, from Concurrency workers or at
 // Rate, and reports progress once a second. It returns when every device
-// is done or ctx ends (devices not started by then are not run).
-func (e *engine) drive(ctx context.Context, phase string, st *stats, fn func(context.Context, int)) {
+// is done or ctx ends (devices not started by then are not run), with the
+// number of devices it started.
+func (e *engine) drive(ctx context.Context, phase string, st *stats, fn func(context.Context, int)) (started int) {
 	n := e.cfg.Devices
-	var inFlight atomic.Int64
+	var inFlight, count atomic.Int64
 	run := func(i int) {
+		count.Add(1)
 		inFlight.Add(1)
 		defer inFlight.Add(-1)
 		fn(ctx, i)
@@ -459,6 +460,7 @@ func (e *engine) drive(ctx context.Context, phase string, st *stats, fn func(con
 	wg.Wait()
 	close(stop)
 	progress.Wait()
+	return int(count.Load())
 }
 
 func (e *engine) hold(close func()) {

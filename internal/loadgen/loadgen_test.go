@@ -98,6 +98,7 @@ func TestReason(t *testing.T) {
 		{nil, errors.New("dtls: handshake timed out"), ReasonTimeout},
 		{refused, context.Canceled, ReasonRefused},
 		{nil, fmt.Errorf("%w: echo", errBadReply), ReasonBadReply},
+		{nil, fmt.Errorf("handshake: %w", context.Canceled), ReasonCancelled},
 		{nil, io.EOF, ReasonOther},
 	} {
 		if got := Reason(c.ctx, c.err); got != c.want {

@@ -16,10 +16,11 @@ import (
 
 // Failure reasons besides "alert <name>".
 const (
-	ReasonTimeout  = "timeout"   // no answer in time
-	ReasonRefused  = "refused"   // ICMP port unreachable: nothing listens
-	ReasonBadReply = "bad_reply" // the echo or the CoAP response was wrong
-	ReasonOther    = "other"
+	ReasonTimeout   = "timeout"   // no answer in time
+	ReasonRefused   = "refused"   // ICMP port unreachable: nothing listens
+	ReasonBadReply  = "bad_reply" // the echo or the CoAP response was wrong
+	ReasonCancelled = "cancelled" // the run ended (--max-time, a signal) first
+	ReasonOther     = "other"
 )
 
 // errBadReply marks a device whose handshake worked but whose echo or CoAP
@@ -42,7 +43,8 @@ var alertNames = map[uint8]string{
 }
 
 // Reason classifies a device's error into one of a small set of names:
-// timeout, refused, bad_reply, "alert NAME" (sent or received), or other.
+// timeout, refused, bad_reply, cancelled, "alert NAME" (sent or received),
+// or other.
 // ctx is the device's context, whose cause tells a refused socket apart.
 func Reason(ctx context.Context, err error) string {
 	if ctx != nil && errors.Is(context.Cause(ctx), errRefused) || errors.Is(err, errRefused) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -57,6 +59,9 @@ func Reason(ctx context.Context, err error) string {
 	}
 	if errors.Is(err, errBadReply) {
 		return ReasonBadReply
+	}
+	if errors.Is(err, context.Canceled) {
+		return ReasonCancelled
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() ||
