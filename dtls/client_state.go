@@ -2,11 +2,9 @@ package dtls
 
 import (
 	"bytes"
-	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/ticketfmt"
@@ -98,87 +96,3 @@ func parseClientStateRecord(data []byte) (*clientStateRecord, error) {
 // Store keys: one SessionStore holds session IDs and client_state records.
 func sessionIDKey(id []byte) []byte           { return append([]byte("sid/"), id...) }
 func clientStateKeyName(handle []byte) []byte { return append([]byte("csh/"), handle...) }
-
-// storeClientState keeps a client's ticket after its Finished verified.
-// A record bound to another authenticated client is never overwritten
-// (spec §6); an anonymous client can only replace an anonymous record.
-func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSessionTicketMsg, st *ticketfmt.State) {
-	key := clientStateKeyName(handle)
-	if old, err := c.cfg.storeGet(ctx, key); err == nil {
-		if rec, err := parseClientStateRecord(old); err == nil && !rec.state.Peer.Equal(&st.Peer) {
-			c.cfg.logger().Warn("dtls: client_state ticket for a handle bound to another client; not stored", "peer", c.raddr.String())
-			return
-		}
-	}
-	ttl := c.cfg.sessionLifetime()
-	if hint := time.Duration(nst.lifetimeHint) * time.Second; hint > 0 && hint < ttl {
-		ttl = hint
-	}
-	st.Lifetime = ttl
-	v, err := (&clientStateRecord{ticket: nst.ticket, state: st}).marshal()
-	if err == nil {
-		err = c.cfg.storePut(ctx, key, v, ttl)
-	}
-	if err != nil {
-		c.cfg.logger().Warn("dtls: storing a client_state record; it will not resume", "err", err)
-		return
-	}
-	c.state.ResumptionStateBytes = len(key) + len(v)
-}
-
-// sealClientTicket seals the client's own state under its key: the
-// NewSessionTicket a client_state client sends (spec §4.1).
-func (c *Conn) sealClientTicket(st *ticketfmt.State) (*newSessionTicketMsg, error) {
-	key, err := c.cfg.clientStateKey()
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	k, err := ticketfmt.NewKey(key[:])
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	plain, err := st.Marshal()
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	t, err := k.Seal(plain, ticketfmt.LabelClient)
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	return &newSessionTicketMsg{lifetimeHint: uint32(st.Lifetime / time.Second), ticket: t}, nil
-}
-
-// errClientTicket marks a client_state resumption that failed on the
-// client's side after the server accepted it; the client retries once
-// without resumption (spec §6).
-var errClientTicket = errors.New("client_state ticket unusable")
-
-// openClientTicket opens the ticket the server returned and checks that it
-// may resume a session with this server.
-func (c *Conn) openClientTicket(ticket []byte) (*ticketfmt.State, error) {
-	key, err := c.cfg.clientStateKey()
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	k, err := ticketfmt.NewKey(key[:])
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	plain, err := k.Open(ticket, ticketfmt.LabelClient)
-	if err != nil {
-		return nil, localAlert(alertDecryptError, fmt.Errorf("%w: %w", errClientTicket, err))
-	}
-	st, err := ticketfmt.ParseState(plain)
-	if err != nil {
-		return nil, localAlert(alertDecryptError, fmt.Errorf("%w: %w", errClientTicket, err))
-	}
-	switch {
-	case st.Expired(c.cfg.now(), c.cfg.maxSessionAge()):
-		return nil, localAlert(alertHandshakeFailure, fmt.Errorf("%w: expired", errClientTicket))
-	case st.ServerName != c.sessionCacheKey():
-		return nil, localAlert(alertHandshakeFailure, fmt.Errorf("%w: sealed for another server", errClientTicket))
-	case st.Version != versionDTLS12:
-		return nil, localAlert(alertHandshakeFailure, fmt.Errorf("%w: protocol version", errClientTicket))
-	}
-	return st, nil
-}

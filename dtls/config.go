@@ -138,6 +138,36 @@ type Config struct {
 	// datagram; default 3 (as QUIC, RFC 9000 §8.1).
 	AmplificationFactor float64
 
+	// Resource limits of a server (docs/decisions.md, "Resource model");
+	// zero means the Default… constant of the same name. A limit costs a
+	// newcomer a HelloVerifyRequest or a dropped datagram, never an
+	// established connection.
+	//
+	// MaxConnections bounds the associations a Listener holds, handshakes
+	// included.
+	MaxConnections int
+	// MaxHandshakes bounds the handshakes running at once on a Listener,
+	// and MaxHandshakesPerIP those from one IP address.
+	MaxHandshakes      int
+	MaxHandshakesPerIP int
+	// MaxHandshakeMemory bounds the bytes of handshake fragments one
+	// handshake holds while their messages are incomplete; memory is taken
+	// as fragments arrive, never on a declared length. A handshake whose
+	// peer skipped the cookie exchange gets at most 4 KiB.
+	MaxHandshakeMemory int
+	// MaxInboundBytes bounds the received datagrams a connection queues
+	// before they are read; more are dropped.
+	MaxInboundBytes int
+	// AcceptBacklog is how many completed connections wait for Accept;
+	// one completing when the backlog is full is closed.
+	AcceptBacklog int
+	// CookieLifetime is how long a HelloVerifyRequest cookie stays valid;
+	// default 60 s.
+	CookieLifetime time.Duration
+	// LimitObserver, if set, is called each time a limit is reached. It
+	// must not block.
+	LimitObserver func(Limit)
+
 	// HandshakeObserver, if set, is called once per handshake when it ends,
 	// with the connection's state and nil, or with what is known and the
 	// error. Servers call it for every handshake that got past the cookie
@@ -151,6 +181,10 @@ type Config struct {
 
 	// Time returns the current time; nil means time.Now.
 	Time func() time.Time
+
+	// limitLog rate-limits the log lines of reached limits; a server's
+	// Config copy has one.
+	limitLog *limitLogger
 }
 
 // CookiePolicy says when a server requires a cookie exchange.
@@ -231,6 +265,13 @@ func (c *Config) handshakeTimeout() time.Duration {
 		return defaultHandshakeTimeout
 	}
 	return c.HandshakeTimeout
+}
+
+func (c *Config) cookieRotation() time.Duration {
+	if c.CookieRotation <= 0 {
+		return defaultCookieRotation
+	}
+	return c.CookieRotation
 }
 
 func (c *Config) replayWindow() int {

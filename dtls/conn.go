@@ -57,12 +57,17 @@ type ConnectionState struct {
 
 // Conn is a DTLS connection to one peer. It is a net.Conn whose Read and
 // Write move whole datagrams of application data.
+//
+// An established Conn keeps its record layer, what ConnectionState
+// reports and a byte-bounded queue of datagrams; everything only a
+// handshake needs lives in the handshake's state value (hs) and is released
+// when the handshake ends (docs/decisions.md, "Resource model").
 type Conn struct {
 	cfg      *Config
 	isClient bool
 	pconn    net.PacketConn
 	raddr    net.Addr
-	inbound  chan []byte
+	in       inbox
 	onClose  func()
 
 	rl *recordLayer
@@ -75,30 +80,32 @@ type Conn struct {
 	readMu  sync.Mutex
 	writeMu sync.Mutex
 
-	// handshake transport, owned by the handshake and then by Read
-	reasm          reassembler
-	sendSeq        uint16
-	lastFlight     []outItem
-	lastSend       time.Time
-	peerRetransmit bool
-	peerCCS        bool
-	early          []earlyRecord // epoch-1 records that came before their keys
-	first          *firstHello
-	// noClientStateResume: the retry after a client_state ticket that did
-	// not work asks for a fresh session.
-	noClientStateResume bool
+	// hs is the running handshake's transport, nil outside a handshake.
+	// It is owned by the handshake goroutine.
+	hs *handshakeTransport
+	// final is the last flight of the handshake when this side sent it,
+	// kept to answer the peer's authenticated retransmission of its own
+	// last flight until the peer shows it completed (docs/decisions.md,
+	// "Resource model").
+	final *finalFlight
+	// first is the ClientHello a listener screened for this connection.
+	first *firstHello
 	// helloRandom is the random of the ClientHello a listener's
 	// connection started with; another one from the same address is a new
 	// handshake.
 	helloRandom [32]byte
-	// badRecords counts epoch-1 records that failed authentication before
-	// any succeeded, during the handshake.
-	badRecords     int
-	epoch1OK       bool
-	datagramHasCCS bool // server: the ClientHello whose cookie was checked
-	transcript     []byte
-	appData        [][]byte
-	readErr        error
+	// appData holds application records decrypted from a datagram beyond
+	// the one Read returns.
+	appData [][]byte
+	readErr error
+
+	// unverified is set on a server connection whose peer has not shown it
+	// is reachable at its address (no cookie); until an authenticated
+	// record arrives, everything sent to it stays within the amplification
+	// bound of the bytes received from it.
+	unverified atomic.Bool
+	ampRecv    atomic.Int64
+	ampSent    atomic.Int64
 
 	state ConnectionState
 	stats struct {
@@ -111,32 +118,97 @@ type Conn struct {
 	writeDeadline *deadline.Deadline
 }
 
-const inboundQueue = 64
-
-func newConn(pconn net.PacketConn, raddr net.Addr, cfg *Config, isClient bool) *Conn {
-	return &Conn{
-		cfg:           cfg,
-		isClient:      isClient,
-		pconn:         pconn,
-		raddr:         raddr,
-		inbound:       make(chan []byte, inboundQueue),
-		rl:            newRecordLayer(cfg.replayWindow()),
-		closed:        make(chan struct{}),
-		readDeadline:  deadline.New(),
-		writeDeadline: deadline.New(),
-	}
+// finalFlight is the flight that ended a handshake, kept after it.
+type finalFlight struct {
+	items    []outItem
+	peerNext uint16 // first message_seq the peer has not sent
+	lastSend time.Time
 }
 
-// deliver hands a datagram to the connection; it drops the datagram when the
-// queue is full, as a congested network would.
-func (c *Conn) deliver(d []byte) {
+// inbox is a connection's queue of received datagrams, bounded in bytes:
+// a datagram that does not fit is dropped, as a congested network would.
+type inbox struct {
+	mu    sync.Mutex
+	q     [][]byte
+	bytes int
+	limit int
+	ready chan struct{} // holds a token while q is not empty
+}
+
+func (b *inbox) init(limit int) {
+	b.limit = limit
+	b.ready = make(chan struct{}, 1)
+}
+
+// push queues d and reports whether it fit.
+func (b *inbox) push(d []byte) bool {
+	b.mu.Lock()
+	if b.bytes+len(d) > b.limit {
+		b.mu.Unlock()
+		return false
+	}
+	b.q = append(b.q, d)
+	b.bytes += len(d)
+	b.mu.Unlock()
 	select {
-	case c.inbound <- d:
+	case b.ready <- struct{}{}:
 	default:
 	}
+	return true
 }
 
+// pop returns the oldest queued datagram; the ready token stays while more
+// are queued.
+func (b *inbox) pop() ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.q) == 0 {
+		return nil, false
+	}
+	d := b.q[0]
+	b.q[0] = nil
+	if b.q = b.q[1:]; len(b.q) == 0 {
+		b.q = nil
+	} else {
+		select {
+		case b.ready <- struct{}{}:
+		default:
+		}
+	}
+	b.bytes -= len(d)
+	return d, true
+}
+
+// drain discards everything queued.
+func (b *inbox) drain() {
+	b.mu.Lock()
+	b.q, b.bytes = nil, 0
+	b.mu.Unlock()
+}
+
+// deliver hands a datagram to the connection; it drops the datagram when
+// the queue is full, as a congested network would, and reports whether it
+// was queued.
+func (c *Conn) deliver(d []byte) bool {
+	c.ampRecv.Add(int64(len(d)))
+	return c.in.push(d)
+}
+
+// errAmplification is returned, never sent, when a datagram to an
+// unverified address would exceed the amplification bound.
+var errAmplification = errors.New("dtls: the peer's address is not verified and the datagram would exceed the amplification bound")
+
 func (c *Conn) writeDatagram(b []byte) error {
+	if c.unverified.Load() {
+		// Until the address is verified, everything we send it stays
+		// within AmplificationFactor times what it sent us, our
+		// retransmissions included (docs/decisions.md, "Amplification").
+		if float64(c.ampSent.Load()+int64(len(b))) > c.cfg.amplificationFactor()*float64(c.ampRecv.Load()) {
+			c.cfg.noteLimit(LimitAmplification, c.raddr)
+			return errAmplification
+		}
+		c.ampSent.Add(int64(len(b)))
+	}
 	if _, err := c.pconn.WriteTo(b, c.raddr); err != nil {
 		return fmt.Errorf("dtls: write to %s: %w", c.raddr, err)
 	}
@@ -145,114 +217,12 @@ func (c *Conn) writeDatagram(b []byte) error {
 	return nil
 }
 
-// sendFlight packs and sends a flight and keeps it for retransmission.
-func (c *Conn) sendFlight(items []outItem) error {
-	c.lastFlight = items
-	return c.resendFlight()
-}
-
-func (c *Conn) resendFlight() error {
-	if c.lastFlight == nil {
-		return nil
-	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	datagrams, err := packFlight(c.rl, c.lastFlight, c.cfg.mtu())
-	if err != nil {
-		return err
-	}
-	for _, d := range datagrams {
-		if err := c.writeDatagram(d); err != nil {
-			return err
-		}
-	}
-	c.lastSend = time.Now()
-	return nil
-}
-
-// handshakeItem queues a handshake message of ours: it gets the next
-// message_seq and enters the transcript.
-func (c *Conn) handshakeItem(m handshakeMessage, epoch uint16) (outItem, error) {
-	body, err := m.marshal()
-	if err != nil {
-		return outItem{}, localAlert(alertInternalError, err)
-	}
-	it := outItem{epoch: epoch, msgType: m.typ(), seq: c.sendSeq, body: body}
-	c.sendSeq++
-	return it, nil
-}
-
-func (c *Conn) addTranscript(msgType uint8, seq uint16, body []byte) {
-	c.transcript = append(c.transcript, fullHandshakeMessage(msgType, seq, body)...)
-}
-
-// errHandshakeTimeout ends a handshake whose peer stopped answering.
-var errHandshakeTimeout = errors.New("dtls: handshake timed out")
-
-// readHandshake returns the next handshake message in order, retransmitting
-// the last flight whenever its timer fires or the peer repeats its own
-// flight.
-func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
-	interval := c.cfg.retransmitInterval()
-	timer := time.NewTimer(interval)
-	defer timer.Stop()
-	for {
-		if m, ok := c.reasm.pop(); ok {
-			return m, nil
-		}
-		if c.readErr != nil {
-			return handshakeMsg{}, c.readErr
-		}
-		if c.peerRetransmit {
-			c.peerRetransmit = false
-			if time.Since(c.lastSend) >= c.cfg.retransmitInterval()/2 {
-				if err := c.resendFlight(); err != nil {
-					return handshakeMsg{}, err
-				}
-			}
-		}
-		select {
-		case d := <-c.inbound:
-			c.handleDatagram(d)
-		case <-timer.C:
-			if err := c.resendFlight(); err != nil {
-				return handshakeMsg{}, err
-			}
-			interval = min(interval*2, c.cfg.retransmitMax())
-			timer.Reset(interval)
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return handshakeMsg{}, errHandshakeTimeout
-			}
-			return handshakeMsg{}, ctx.Err()
-		case <-c.closed:
-			return handshakeMsg{}, net.ErrClosed
-		}
-	}
-}
-
-// expect reads the next handshake message and parses it into m; a message
-// of another type is unexpected_message.
-func (c *Conn) expect(ctx context.Context, m handshakeMessage, name string) (handshakeMsg, error) {
-	hm, err := c.readHandshake(ctx)
-	if err != nil {
-		return hm, err
-	}
-	if hm.typ != m.typ() {
-		return hm, localAlert(alertUnexpectedMessage, fmt.Errorf("expected %s, got handshake type %d", name, hm.typ))
-	}
-	if err := m.unmarshal(hm.body); err != nil {
-		return hm, err
-	}
-	return hm, nil
-}
-
 // looksLikeFinished reports a protected handshake record of exactly the
 // size of a Finished, in a datagram that also carries a ChangeCipherSpec:
 // the peer's Finished as its flight sends it. Other undecryptable records
 // are noise (or forgeries) and are only dropped.
 func (c *Conn) looksLikeFinished(r *record) bool {
-	return c.datagramHasCCS && r.contentType == recordHandshake && len(r.fragment) == c.rl.read[1].overhead+handshakeHeaderLen+12
+	return c.hs.datagramHasCCS && r.contentType == recordHandshake && len(r.fragment) == c.rl.read[1].overhead+handshakeHeaderLen+12
 }
 
 // maxBadHandshakeRecords is how many protected records from the peer may
@@ -274,11 +244,13 @@ func (c *Conn) handleDatagram(d []byte) {
 	if err != nil {
 		c.cfg.logger().Debug("dtls: dropping malformed record", "peer", c.raddr.String(), "err", err)
 	}
-	// A ChangeCipherSpec in the datagram marks the peer's own flight: the
-	// Finished next to it is a real one, not a stray record.
-	c.datagramHasCCS = false
-	for i := range records {
-		c.datagramHasCCS = c.datagramHasCCS || records[i].contentType == recordChangeCipherSpec
+	if hs := c.hs; hs != nil {
+		// A ChangeCipherSpec in the datagram marks the peer's own flight:
+		// the Finished next to it is a real one, not a stray record.
+		hs.datagramHasCCS = false
+		for i := range records {
+			hs.datagramHasCCS = hs.datagramHasCCS || records[i].contentType == recordChangeCipherSpec
+		}
 	}
 	for i := range records {
 		c.handleRecord(&records[i])
@@ -286,27 +258,35 @@ func (c *Conn) handleDatagram(d []byte) {
 }
 
 func (c *Conn) handleRecord(r *record) {
+	hs := c.hs
 	if r.epoch == 1 && !c.rl.readKeysSet {
-		if len(c.early) < maxEarlyRecords {
-			c.early = append(c.early, earlyRecord{raw: append([]byte(nil), r.raw...), withCCS: c.datagramHasCCS})
+		// Only the peer's handshake records can be worth keeping: a
+		// Finished that overtook our key derivation.
+		if hs != nil && r.contentType == recordHandshake && len(hs.early) < maxEarlyRecords {
+			hs.early = append(hs.early, earlyRecord{raw: append([]byte(nil), r.raw...), withCCS: hs.datagramHasCCS})
 		}
 		return
 	}
 	if err := c.rl.open(r); err != nil {
 		c.cfg.logger().Debug("dtls: dropping record", "peer", c.raddr.String(), "epoch", r.epoch, "err", err)
-		if errors.Is(err, errRecordMAC) && r.epoch == 1 && !c.hsDone.Load() && !c.epoch1OK && c.looksLikeFinished(r) {
+		if hs != nil && errors.Is(err, errRecordMAC) && r.epoch == 1 && !hs.epoch1OK && c.looksLikeFinished(r) {
 			// The peer's first protected records keep failing: its keys
 			// differ from ours, which in practice is a wrong PSK. Say so
 			// rather than wait for the handshake timeout; one stray
 			// record is still only dropped.
-			if c.badRecords++; c.badRecords >= maxBadHandshakeRecords {
+			if hs.badRecords++; hs.badRecords >= maxBadHandshakeRecords {
 				c.setReadErr(localAlert(alertBadRecordMAC, errKeysDiffer))
 			}
 		}
 		return
 	}
 	if r.epoch == 1 {
-		c.epoch1OK = true
+		// An authenticated record: the peer holds the keys, so it is
+		// reachable at this address.
+		c.unverified.Store(false)
+		if hs != nil {
+			hs.epoch1OK = true
+		}
 	}
 	switch r.contentType {
 	case recordHandshake:
@@ -314,33 +294,28 @@ func (c *Conn) handleRecord(r *record) {
 		if err != nil {
 			c.cfg.logger().Debug("dtls: dropping malformed handshake record", "peer", c.raddr.String(), "err", err)
 		}
+		if hs == nil {
+			c.postHandshakeRecord(frags, r.epoch)
+			return
+		}
 		for _, f := range frags {
-			if c.hsDone.Load() && f.seq >= c.reasm.next {
-				c.postHandshakeMessage(f, r.epoch)
-				continue
-			}
-			if err := c.reasm.add(f, r.epoch); errors.Is(err, errOldMessage) {
-				c.peerRetransmit = true
+			if err := hs.reasm.add(f, r.epoch); errors.Is(err, errOldMessage) {
+				hs.peerRetransmit = true
+			} else if errors.Is(err, errHandshakeMemory) {
+				c.cfg.noteLimit(LimitHandshakeMemory, c.raddr)
 			} else if err != nil {
 				c.cfg.logger().Debug("dtls: dropping handshake fragment", "peer", c.raddr.String(), "err", err)
 			}
 		}
-		if c.hsDone.Load() && c.peerRetransmit {
-			// The peer did not get our last flight.
-			c.peerRetransmit = false
-			if time.Since(c.lastSend) >= c.cfg.retransmitInterval()/2 {
-				_ = c.resendFlight()
-			}
-		}
 	case recordChangeCipherSpec:
-		if r.epoch == 0 && len(r.fragment) == 1 && r.fragment[0] == 1 {
-			c.peerCCS = true
+		if hs != nil && r.epoch == 0 && len(r.fragment) == 1 && r.fragment[0] == 1 {
+			hs.peerCCS = true
 		}
 	case recordAlert:
 		if len(r.fragment) != 2 {
 			return
 		}
-		if c.hsDone.Load() && r.epoch == 0 {
+		if hs == nil && r.epoch == 0 {
 			return // unauthenticated once keys are in use
 		}
 		level, desc := alertLevel(r.fragment[0]), alertDescription(r.fragment[1])
@@ -354,11 +329,18 @@ func (c *Conn) handleRecord(r *record) {
 		if r.epoch != 1 {
 			return
 		}
-		if len(c.appData) < inboundQueue {
+		// The peer sends application data only after it completed the
+		// handshake: our last flight has arrived.
+		c.final = nil
+		if len(c.appData) < maxQueuedRecords {
 			c.appData = append(c.appData, r.fragment)
 		}
 	}
 }
+
+// maxQueuedRecords bounds the application records decrypted from the
+// datagrams of one Read.
+const maxQueuedRecords = 64
 
 func (c *Conn) setReadErr(err error) {
 	if c.readErr == nil {
@@ -366,12 +348,28 @@ func (c *Conn) setReadErr(err error) {
 	}
 }
 
-// postHandshakeMessage handles a new handshake message on an established
-// connection. This engine does not renegotiate: a server's HelloRequest is
-// ignored and a client's renegotiating ClientHello gets no_renegotiation.
-func (c *Conn) postHandshakeMessage(f handshakeFragment, epoch uint16) {
-	if epoch == 1 && !c.isClient && f.msgType == typeClientHello && f.offset == 0 {
-		_ = c.sendAlert(alertLevelWarning, alertNoRenegotiation)
+// postHandshakeRecord handles handshake fragments on an established
+// connection. The peer's authenticated retransmission of its last flight
+// (RFC 6347 §4.2.4) means it missed ours, which we resend; unauthenticated
+// (epoch-0) fragments never make us send anything. This engine does not
+// renegotiate: a server's HelloRequest is ignored and a client's
+// renegotiating ClientHello gets no_renegotiation.
+func (c *Conn) postHandshakeRecord(frags []handshakeFragment, epoch uint16) {
+	if epoch != 1 {
+		return
+	}
+	for _, f := range frags {
+		switch {
+		case c.final != nil && f.seq < c.final.peerNext:
+			if time.Since(c.final.lastSend) >= c.cfg.retransmitInterval()/2 {
+				c.final.lastSend = time.Now()
+				_ = c.writeFlight(c.final.items)
+			}
+			return
+		case !c.isClient && f.msgType == typeClientHello && f.offset == 0:
+			_ = c.sendAlert(alertLevelWarning, alertNoRenegotiation)
+			return
+		}
 	}
 }
 
@@ -381,17 +379,18 @@ func (c *Conn) installKeys(rc recordCipher, overhead int) {
 	c.writeMu.Lock()
 	c.rl.setKeys(rc, overhead)
 	c.writeMu.Unlock()
-	early := c.early
-	c.early = nil
-	saved := c.datagramHasCCS
+	hs := c.hs
+	early := hs.early
+	hs.early = nil
+	saved := hs.datagramHasCCS
 	for _, e := range early {
-		c.datagramHasCCS = e.withCCS
+		hs.datagramHasCCS = e.withCCS
 		recs, _ := parseRecords(e.raw)
 		for i := range recs {
 			c.handleRecord(&recs[i])
 		}
 	}
-	c.datagramHasCCS = saved
+	hs.datagramHasCCS = saved
 }
 
 // earlyRecord is a record kept until its epoch's keys exist.
@@ -453,11 +452,17 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		if errors.As(err, &ae) && !ae.Remote {
 			_ = c.sendAlert(alertLevelFatal, alertDescription(ae.Description))
 		}
+		c.hs = nil
 		c.hsErr = err
 		c.hsDone.Store(true)
 		c.closeTransport()
 		return err
 	}
+	if hs := c.hs; hs != nil && hs.sentLast {
+		c.final = &finalFlight{items: hs.flight, peerNext: hs.reasm.next, lastSend: hs.lastSend}
+	}
+	// The handshake's state ends with it.
+	c.hs = nil
 	c.hsDone.Store(true)
 	return nil
 }
@@ -482,7 +487,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		if len(c.appData) > 0 {
 			d := c.appData[0]
-			c.appData = c.appData[1:]
+			if c.appData = c.appData[1:]; len(c.appData) == 0 {
+				c.appData = nil
+			}
 			if len(d) > len(p) {
 				return 0, errShortBuffer
 			}
@@ -492,8 +499,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, c.readErr
 		}
 		select {
-		case d := <-c.inbound:
-			c.handleDatagram(d)
+		case <-c.in.ready:
+			if d, ok := c.in.pop(); ok {
+				c.handleDatagram(d)
+			}
 		case <-c.readDeadline.Done():
 			return 0, &timeoutError{"read"}
 		case <-c.closed:
@@ -578,45 +587,3 @@ func (e *timeoutError) Unwrap() error   { return ErrDeadlineExceeded }
 var ErrDeadlineExceeded = errors.New("deadline exceeded")
 
 var aLongTimeAgo = time.Unix(1, 0)
-
-// flight collects the handshake messages of one of our flights: each gets
-// the next message_seq and enters the transcript as it is added.
-type flight struct {
-	c     *Conn
-	items []outItem
-}
-
-func (c *Conn) newFlight() *flight { return &flight{c: c} }
-
-func (f *flight) add(m handshakeMessage, epoch uint16) error {
-	it, err := f.c.handshakeItem(m, epoch)
-	if err != nil {
-		return err
-	}
-	f.c.addTranscript(it.msgType, it.seq, it.body)
-	f.items = append(f.items, it)
-	return nil
-}
-
-// send sends the flight and keeps it for retransmission.
-func (f *flight) send() error { return f.c.sendFlight(f.items) }
-
-// finish ends the flight with ChangeCipherSpec and our Finished over the
-// transcript so far, sends it, and switches our writing to epoch 1.
-func (f *flight) finish(ms []byte) error {
-	vd, err := finishedData(ms, f.c.transcript, f.c.isClient)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	f.items = append(f.items, outItem{ccs: true, epoch: 0})
-	if err := f.add(&finishedMsg{verifyData: vd}, 1); err != nil {
-		return err
-	}
-	if err := f.send(); err != nil {
-		return err
-	}
-	f.c.writeMu.Lock()
-	f.c.rl.startWriteEpoch1()
-	f.c.writeMu.Unlock()
-	return nil
-}

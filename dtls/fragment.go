@@ -1,6 +1,8 @@
 package dtls
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -70,13 +72,76 @@ func fullHandshakeMessage(msgType uint8, seq uint16, body []byte) []byte {
 	return append(b, body...)
 }
 
-// assembly collects the fragments of one handshake message.
+// assembly collects the fragments of one handshake message. It holds the
+// bytes that arrived, never what the header declares: a declared length
+// reserves nothing (docs/decisions.md, "Resource model").
 type assembly struct {
 	msgType uint8
 	epoch   uint16
-	body    []byte
-	have    []bool // per byte; messages are small enough for this to be cheap
-	missing int
+	length  uint32
+	frags   []storedFragment
+	spans   []span // covered byte ranges, sorted and merged
+	charged int    // bytes charged to the reassembler's budget
+}
+
+type storedFragment struct {
+	offset uint32
+	data   []byte
+}
+
+// span is a half-open byte range [from, to).
+type span struct{ from, to uint32 }
+
+// fragmentOverhead is what one stored fragment costs beyond its bytes,
+// charged to the budget so that many tiny fragments cost what they use.
+const fragmentOverhead = 48
+
+func (a *assembly) complete() bool {
+	return a.length == 0 || (len(a.spans) == 1 && a.spans[0] == span{0, a.length})
+}
+
+// covered reports whether [from, to) is already received.
+func (a *assembly) covered(from, to uint32) bool {
+	for _, s := range a.spans {
+		if s.from <= from && to <= s.to {
+			return true
+		}
+	}
+	return false
+}
+
+// cover merges [from, to) into the covered spans.
+func (a *assembly) cover(from, to uint32) {
+	out := a.spans[:0:0]
+	placed := false
+	for _, s := range a.spans {
+		switch {
+		case s.to < from:
+			out = append(out, s)
+		case to < s.from:
+			if !placed {
+				out = append(out, span{from, to})
+				placed = true
+			}
+			out = append(out, s)
+		default:
+			from, to = min(from, s.from), max(to, s.to)
+		}
+	}
+	if !placed {
+		out = append(out, span{from, to})
+	}
+	a.spans = out
+}
+
+// body glues the fragments of a complete message together. Where
+// fragments overlap, the byte that arrived first wins.
+func (a *assembly) body() []byte {
+	b := make([]byte, a.length)
+	for i := len(a.frags) - 1; i >= 0; i-- {
+		copy(b[a.frags[i].offset:], a.frags[i].data)
+	}
+	return b
 }
 
 // handshakeMsg is a reassembled handshake message.
@@ -92,18 +157,26 @@ type handshakeMsg struct {
 
 // reassembler orders incoming handshake messages by message_seq and glues
 // their fragments together. Messages before next are duplicates; messages
-// far ahead are refused so that a peer cannot make us buffer much.
+// far ahead are refused, and the bytes held for messages not yet complete
+// are bounded by budget, so that a peer cannot make us buffer much.
 type reassembler struct {
 	next    uint16
 	pending map[uint16]*assembly
+	// budget is what the pending fragments may still take, in bytes.
+	budget int
 }
 
 const reassemblyWindow = 16
 
-// errOldMessage reports a handshake fragment of a message already
-// processed: the peer is retransmitting, which means our last flight may have
-// been lost.
-var errOldMessage = fmt.Errorf("retransmitted handshake message")
+var (
+	// errOldMessage reports a handshake fragment of a message already
+	// processed: the peer is retransmitting, which means our last flight
+	// may have been lost.
+	errOldMessage = errors.New("retransmitted handshake message")
+	// errHandshakeMemory reports a fragment dropped because the
+	// handshake's reassembly budget is spent.
+	errHandshakeMemory = errors.New("handshake reassembly memory limit reached")
+)
 
 func (r *reassembler) add(f handshakeFragment, epoch uint16) error {
 	if f.seq < r.next {
@@ -112,36 +185,44 @@ func (r *reassembler) add(f handshakeFragment, epoch uint16) error {
 	if f.seq-r.next >= reassemblyWindow {
 		return nil // too far ahead: drop, the peer retransmits
 	}
-	if r.pending == nil {
-		r.pending = make(map[uint16]*assembly)
-	}
 	a := r.pending[f.seq]
 	if a == nil {
-		a = &assembly{msgType: f.msgType, epoch: epoch, body: make([]byte, f.length), have: make([]bool, f.length), missing: int(f.length)}
+		a = &assembly{msgType: f.msgType, epoch: epoch, length: f.length}
+		if r.pending == nil {
+			r.pending = make(map[uint16]*assembly)
+		}
 		r.pending[f.seq] = a
 	}
-	if a.msgType != f.msgType || len(a.body) != int(f.length) || a.epoch != epoch {
+	if a.msgType != f.msgType || a.length != f.length || a.epoch != epoch {
 		return decodeError("Handshake", "fragment does not match earlier fragments of its message")
 	}
-	for i, c := range f.data {
-		p := int(f.offset) + i
-		if !a.have[p] {
-			a.have[p] = true
-			a.body[p] = c
-			a.missing--
-		}
+	from, to := f.offset, f.offset+uint32(len(f.data))
+	if a.complete() || (from < to && a.covered(from, to)) {
+		return nil // a duplicate
 	}
+	if from == to {
+		return nil // an empty fragment of a non-empty message adds nothing
+	}
+	cost := len(f.data) + fragmentOverhead
+	if cost > r.budget {
+		return errHandshakeMemory
+	}
+	r.budget -= cost
+	a.charged += cost
+	a.frags = append(a.frags, storedFragment{offset: from, data: bytes.Clone(f.data)})
+	a.cover(from, to)
 	return nil
 }
 
 // pop returns the next complete message in order, if there is one.
 func (r *reassembler) pop() (handshakeMsg, bool) {
 	a := r.pending[r.next]
-	if a == nil || a.missing > 0 {
+	if a == nil || !a.complete() {
 		return handshakeMsg{}, false
 	}
 	delete(r.pending, r.next)
-	m := handshakeMsg{typ: a.msgType, seq: r.next, epoch: a.epoch, body: a.body}
+	r.budget += a.charged
+	m := handshakeMsg{typ: a.msgType, seq: r.next, epoch: a.epoch, body: a.body()}
 	r.next++
 	return m, true
 }
@@ -153,7 +234,12 @@ func (r *reassembler) unpop(m handshakeMsg) {
 		r.pending = make(map[uint16]*assembly)
 	}
 	r.next = m.seq
-	r.pending[m.seq] = &assembly{msgType: m.typ, epoch: m.epoch, body: m.body}
+	n := uint32(len(m.body))
+	a := &assembly{msgType: m.typ, epoch: m.epoch, length: n, frags: []storedFragment{{0, m.body}}}
+	if n > 0 {
+		a.spans = []span{{0, n}}
+	}
+	r.pending[m.seq] = a
 }
 
 // outItem is one element of a flight: a handshake message or a

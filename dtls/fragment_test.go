@@ -24,7 +24,7 @@ func TestPackFlightFitsAndReassembles(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var r reassembler
+				r := reassembler{budget: DefaultMaxHandshakeMemory}
 				for _, d := range datagrams {
 					if len(d) > mtu {
 						t.Fatalf("datagram of %d bytes over MTU %d", len(d), mtu)

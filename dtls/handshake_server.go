@@ -15,17 +15,28 @@ import (
 	"github.com/pion/dtls/v3/pkg/crypto/prf"
 )
 
-// serverHandshakeState is what the server learns in one handshake.
+// serverHandshakeState is everything the server holds during one
+// handshake; it ends with the handshake.
 type serverHandshakeState struct {
-	hello        *clientHelloMsg
-	random       [32]byte
-	suite        *cipherSuite
-	offer        *negotiation.ClientOffer // nil: no session_resumption_type
-	ems          bool
-	offeredEMS   bool
-	renegInfo    bool
-	pointFormats bool
-	cert         *certificateChoice
+	handshakeTransport
+	c *Conn
+
+	ch     *clientHelloInfo
+	hello  *clientHelloMsg
+	random [32]byte
+	suite  *cipherSuite
+	ems    bool
+	cert   *certificateChoice
+	// res is the session the ClientHello resumes; nil for a full
+	// handshake.
+	res *resumption
+
+	// A full handshake's choices and what flight 5 brought.
+	mech         negotiation.Type // the resumption mechanism it sets up
+	sessionID    []byte
+	keyPair      *pionelliptic.Keypair
+	clientCerts  []*x509.Certificate
+	clientTicket *newSessionTicketMsg
 	masterSecret []byte
 }
 
@@ -34,125 +45,100 @@ type certificateChoice struct {
 	signer crypto.Signer
 }
 
-// screenClientHello is the stateless first look at a datagram from an
-// address without a connection (RFC 6347 §4.2.1). It returns the ClientHello
-// it carries, whether its cookie is valid, and the record it came in; nil
-// when the datagram is not a whole ClientHello, which is dropped. Nothing is
-// allocated per peer here.
-func screenClientHello(d []byte, addr string, jar *cookieJar) (*clientHelloMsg, handshakeMsg, bool) {
-	recs, _ := parseRecords(d)
-	if len(recs) == 0 || recs[0].contentType != recordHandshake || recs[0].epoch != 0 {
-		return nil, handshakeMsg{}, false
-	}
-	frags, _ := parseHandshakeFragments(recs[0].fragment)
-	if len(frags) == 0 {
-		return nil, handshakeMsg{}, false
-	}
-	f := frags[0]
-	if f.msgType != typeClientHello || f.offset != 0 || len(f.data) != int(f.length) {
-		return nil, handshakeMsg{}, false
-	}
-	hello := &clientHelloMsg{}
-	if err := hello.unmarshal(f.data); err != nil {
-		return nil, handshakeMsg{}, false
-	}
-	// The body outlives d, which the listener reuses for its next read.
-	body := append([]byte(nil), f.data...)
-	return hello, handshakeMsg{typ: f.msgType, seq: f.seq, body: body, recordSeq: recs[0].seq}, jar.valid(addr, hello)
-}
-
-// helloVerifyRequest builds the datagram that asks for a cookie. It reuses
-// the ClientHello's record and message sequence numbers, so the server keeps
-// no counter per peer.
-func helloVerifyRequest(addr string, hello *clientHelloMsg, msg handshakeMsg, jar *cookieJar) []byte {
-	hvr := &helloVerifyRequestMsg{vers: versionDTLS10, cookie: jar.make(addr, hello)}
-	body, _ := hvr.marshal()
-	payload := marshalHandshakeHeader(nil, typeHelloVerifyRequest, len(body), msg.seq, 0, len(body))
-	payload = append(payload, body...)
-	out := marshalRecordHeader(nil, recordHandshake, versionDTLS10, 0, msg.recordSeq, len(payload))
-	return append(out, payload...)
-}
-
-// firstHello is a ClientHello whose cookie the listener already checked.
-type firstHello struct {
-	hello *clientHelloMsg
-	msg   handshakeMsg
-	size  int // bytes of the datagram that carried it
-	// res is the listener's resumption lookup when resChecked, so that the
-	// connection does not repeat it.
-	res        *resumption
-	resChecked bool
-}
-
+// serverHandshake runs the server side from the ClientHello that passed
+// the cookie check (or may skip it).
 func (c *Conn) serverHandshake(ctx context.Context) error {
 	if c.first == nil {
 		if err := c.awaitCookie(ctx); err != nil {
 			return err
 		}
 	}
-	hs := &serverHandshakeState{hello: c.first.hello}
-	c.reasm.next = c.first.msg.seq + 1
-	c.sendSeq = c.first.msg.seq
+	first := c.first
+	c.first = nil
+	limit := c.cfg.maxHandshakeMemory()
+	if !first.verified {
+		limit = min(limit, unverifiedHandshakeMemory)
+	}
+	hs := &serverHandshakeState{c: c, ch: first.info, hello: first.info.hello, handshakeTransport: newHandshakeTransport(limit)}
+	c.hs = &hs.handshakeTransport
+	return hs.handshake(ctx, first)
+}
+
+// handshake runs the server's flights: the ClientHello decides between an
+// abbreviated handshake and a full one (flight 4, the client's flight 5,
+// flight 6).
+func (hs *serverHandshakeState) handshake(ctx context.Context, first *firstHello) error {
+	if err := hs.processClientHello(ctx, first); err != nil {
+		return err
+	}
+	if hs.res != nil {
+		return hs.resume(ctx)
+	}
+	if err := hs.selectSuite(); err != nil {
+		return err
+	}
+	if err := hs.sendServerFlight(); err != nil {
+		return err
+	}
+	if err := hs.readClientFlight(ctx); err != nil {
+		return err
+	}
+	return hs.sendFinishedFlight(ctx)
+}
+
+// processClientHello takes the ClientHello into the transcript, checks it
+// and finds the session it resumes, unless the listener already did.
+func (hs *serverHandshakeState) processClientHello(ctx context.Context, first *firstHello) error {
+	c := hs.c
+	hs.reasm.next = first.msg.seq + 1
+	hs.sendSeq = first.msg.seq
 	// Our record numbers continue from the ClientHello's, so that they run
 	// past the HelloVerifyRequest's, which reused an earlier ClientHello's.
-	c.rl.write[0].nextSeq = c.first.msg.recordSeq
-	c.addTranscript(typeClientHello, c.first.msg.seq, c.first.msg.body)
-	res, checked := c.first.res, c.first.resChecked
-	c.first = nil
-	if err := c.checkClientHello(hs); err != nil {
+	c.rl.write[0].nextSeq = first.msg.recordSeq
+	c.addTranscript(typeClientHello, first.msg.seq, first.msg.body)
+	ch := hs.ch
+	c.state.ResumptionAttempted = ch.attempted
+	c.state.ServerName = ch.serverName
+	if err := ch.check(); err != nil {
 		return err
 	}
 	var err error
-	if hs.offer, err = c.cfg.clientOffer(hs.hello); err != nil {
-		return err
+	if hs.random, err = newRandom(); err != nil {
+		return localAlert(alertInternalError, err)
 	}
-	c.state.ResumptionAttempted = attemptedResumption(hs.hello, hs.offer)
-	if v, ok := findExtension(hs.hello.extensions, extServerName); ok {
-		c.state.ServerName, _ = parseServerName(v)
-	}
-	if !checked {
-		if res, err = findResumption(ctx, c.cfg, hs.hello); err != nil {
+	res := first.res
+	if !first.resChecked {
+		if res, err = findResumption(ctx, c.cfg, ch); err != nil {
 			return err
 		}
 	}
-	if res != nil && res.state != nil {
-		return c.serverResume(ctx, hs, res)
+	if res != nil {
+		if res.serverHello == nil {
+			if err := res.prepare(c.cfg, ch); err != nil {
+				return err
+			}
+		}
+		hs.res = res
+		hs.random = res.serverHello.random
 	}
-	if err := c.selectSuite(hs); err != nil {
-		return err
-	}
-	c.state.CipherSuite = hs.suite.id
-	c.state.ExtendedMasterSecret = hs.ems
-	return c.serverFullHandshake(ctx, hs)
+	return nil
 }
 
-// serverResume runs an abbreviated handshake (RFC 5246 §7.3): ServerHello,
+// resume runs an abbreviated handshake (RFC 5246 §7.3): ServerHello,
 // [NewSessionTicket], ChangeCipherSpec, Finished; then the client's
-// ChangeCipherSpec and Finished.
-func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *resumption) error {
+// [NewSessionTicket of client_state], ChangeCipherSpec and Finished.
+func (hs *serverHandshakeState) resume(ctx context.Context) error {
+	c := hs.c
+	res := hs.res
 	st := res.state
 	hs.suite = cipherSuiteByID(st.CipherSuite)
 	hs.ems = st.ExtendedMasterSecret
 	fl := c.newFlight()
-	sh := c.serverHelloMsg(hs, res.sessionID)
-	if res.renew {
-		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
-	}
-	// In a resumed handshake the answer names the resumed session's type
-	// and, for client_state, hands the client its ticket back.
-	if err := c.addAnswer(hs, sh, res.mech, res.clientTicket); err != nil {
+	if err := fl.add(res.serverHello, 0); err != nil {
 		return err
 	}
-	if err := fl.add(sh, 0); err != nil {
-		return err
-	}
-	if res.renew {
-		renewed := *st
-		nst, err := c.issueTicket(&renewed)
-		if err != nil {
-			return err
-		}
-		if err := fl.add(nst, 0); err != nil {
+	if res.newTicket != nil {
+		if err := fl.add(res.newTicket, 0); err != nil {
 			return err
 		}
 	}
@@ -164,7 +150,7 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 		return err
 	}
 	// A client_state client may refresh its ticket before its Finished.
-	refresh, err := c.readClientTicket(ctx, res.mech == negotiation.ClientState)
+	refresh, err := hs.readClientTicket(ctx, res.mech == negotiation.ClientState)
 	if err != nil {
 		return err
 	}
@@ -174,206 +160,33 @@ func (c *Conn) serverResume(ctx context.Context, hs *serverHandshakeState, res *
 	c.restorePeer(st)
 	c.state.Resumed = true
 	c.state.Resumption = res.mech
-	c.state.Negotiated = hs.offer != nil
+	c.state.Negotiated = hs.ch.offer != nil
 	c.state.ResumptionStateBytes = res.storedBytes
 	switch res.mech {
 	case negotiation.SessionID:
 		c.state.SessionID = res.sessionID
 	case negotiation.ClientState:
 		if refresh != nil {
-			c.storeClientState(ctx, hs.offer.Handle, refresh, st)
+			c.storeClientState(ctx, hs.ch.offer.Handle, refresh, st)
 		}
 	}
 	return nil
 }
 
-// attemptedResumption names what a ClientHello tries to resume by, in the
-// order findResumption looks.
-func attemptedResumption(hello *clientHelloMsg, offer *negotiation.ClientOffer) negotiation.Type {
-	ticket, _ := findExtension(hello.extensions, extSessionTicket)
-	switch {
-	case offer != nil && offer.Resume:
-		return negotiation.ClientState
-	case len(ticket) > 0:
-		return negotiation.SessionTicket
-	case len(hello.sessionID) > 0:
-		return negotiation.SessionID
-	}
-	return negotiation.None
-}
-
-// addAnswer puts the session_resumption_type answer in a ServerHello when
-// the client sent the extension.
-func (c *Conn) addAnswer(hs *serverHandshakeState, sh *serverHelloMsg, selected negotiation.Type, ticket []byte) error {
-	if hs.offer == nil {
-		return nil
-	}
-	v, err := (&negotiation.ServerAnswer{Selected: selected, Ticket: ticket}).Marshal()
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	sh.extensions = append(sh.extensions, extension{c.cfg.resumptionExtension(), v})
-	return nil
-}
-
-// readClientTicket reads the NewSessionTicket a client_state client sends
-// before its ChangeCipherSpec, if the next message is one. From a client
-// that did not negotiate client_state it is unexpected_message.
-func (c *Conn) readClientTicket(ctx context.Context, allowed bool) (*newSessionTicketMsg, error) {
-	hm, err := c.readHandshake(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if hm.typ != typeNewSessionTicket {
-		c.reasm.unpop(hm)
-		return nil, nil
-	}
-	if !allowed {
-		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket from a client that did not negotiate client_state"))
-	}
-	if hm.epoch != 0 {
-		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket after ChangeCipherSpec"))
-	}
-	nst := &newSessionTicketMsg{}
-	if err := nst.unmarshal(hm.body); err != nil {
-		return nil, err
-	}
-	if len(nst.ticket) == 0 {
-		return nil, decodeError("NewSessionTicket", "ticket")
-	}
-	c.addTranscript(hm.typ, hm.seq, hm.body)
-	return nst, nil
-}
-
-// skipCookie applies DESIGN.md decision 6: no cookie exchange for a
-// resumption the server will accept whose reply stays within the
-// amplification bound. It records the lookup in first either way.
-func (cfg *Config) skipCookie(ctx context.Context, first *firstHello) bool {
-	if cfg.ResumptionCookie == CookieAlways {
-		return false
-	}
-	res, err := findResumption(ctx, cfg, first.hello)
-	if err != nil || res == nil || res.state == nil {
-		return false
-	}
-	first.res, first.resChecked = res, true
-	if cfg.ResumptionCookie == CookieNeverOnResumption {
-		return true
-	}
-	return float64(abbreviatedFlightSize(res)) <= cfg.amplificationFactor()*float64(first.size)
-}
-
-// awaitCookie runs the cookie exchange for a Conn made by Server, which has
-// no listener to do it.
-func (c *Conn) awaitCookie(ctx context.Context) error {
-	jar, err := newCookieJar(c.cfg.CookieRotation+defaultCookieRotation, c.cfg.now)
-	if err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	for {
-		select {
-		case d := <-c.inbound:
-			c.stats.datagramsReceived.Add(1)
-			c.stats.bytesReceived.Add(int64(len(d)))
-			hello, msg, cookieOK := screenClientHello(d, c.raddr.String(), jar)
-			if hello == nil {
-				continue
-			}
-			first := &firstHello{hello: hello, msg: msg, size: len(d)}
-			if cookieOK || c.cfg.skipCookie(ctx, first) {
-				c.first = first
-				return nil
-			}
-			if err := c.writeDatagram(helloVerifyRequest(c.raddr.String(), hello, msg, jar)); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return errHandshakeTimeout
-		case <-c.closed:
-			return errors.New("dtls: closed before the handshake")
-		}
-	}
-}
-
-// checkClientHello checks version and compression and reads the extensions
-// both kinds of handshake need.
-func (c *Conn) checkClientHello(hs *serverHandshakeState) error {
-	ch := hs.hello
-	// DTLS versions count down: 0xfefd (1.2) is newer than 0xfeff (1.0).
-	if ch.vers > versionDTLS12 {
-		return localAlert(alertProtocolVersion, fmt.Errorf("ClientHello: client_version %#04x is older than DTLS 1.2", ch.vers))
-	}
-	hasNull := false
-	for _, m := range ch.compressionMethods {
-		hasNull = hasNull || m == 0
-	}
-	if !hasNull {
-		return localAlert(alertIllegalParameter, errors.New("ClientHello: compression_methods lacks null"))
-	}
-	_, hs.offeredEMS = findExtension(ch.extensions, extExtendedMasterSecret)
-	if v, ok := findExtension(ch.extensions, extRenegotiationInfo); ok {
-		ri, err := parseRenegotiationInfo(v)
-		if err != nil {
-			return err
-		}
-		if len(ri) != 0 {
-			return localAlert(alertHandshakeFailure, errors.New("ClientHello: renegotiation_info is not empty on a new connection"))
-		}
-		hs.renegInfo = true
-	}
-	for _, id := range ch.cipherSuites {
-		hs.renegInfo = hs.renegInfo || id == scsvRenegotiation
-	}
-	var err error
-	if hs.random, err = newRandom(); err != nil {
-		return localAlert(alertInternalError, err)
-	}
-	return nil
-}
-
-// selectSuite picks the suite of a full handshake and the extensions that go
-// with it.
-func (c *Conn) selectSuite(hs *serverHandshakeState) error {
-	ch := hs.hello
-	p256, sha256ECDSA := true, true
-	if v, ok := findExtension(ch.extensions, extSupportedGroups); ok {
-		groups, err := parseSupportedGroups(v)
-		if err != nil {
-			return err
-		}
-		p256 = false
-		for _, g := range groups {
-			p256 = p256 || g == groupP256
-		}
-	}
-	if v, ok := findExtension(ch.extensions, extSignatureAlgorithms); ok {
-		algs, err := parseSignatureAlgorithms(v)
-		if err != nil {
-			return err
-		}
-		sha256ECDSA = false
-		for _, a := range algs {
-			sha256ECDSA = sha256ECDSA || a == sigECDSAWithP256SHA256
-		}
-	}
-	if v, ok := findExtension(ch.extensions, extECPointFormats); ok {
-		formats, err := parseECPointFormats(v)
-		if err != nil {
-			return err
-		}
-		hs.pointFormats = true
-		uncompressed := false
-		for _, f := range formats {
-			uncompressed = uncompressed || f == 0
-		}
-		p256 = p256 && uncompressed
+// selectSuite picks the suite of a full handshake, the extensions that go
+// with it, and the resumption mechanism it sets up.
+func (hs *serverHandshakeState) selectSuite() error {
+	c := hs.c
+	ch := hs.ch
+	if ch.suiteErr != nil {
+		return ch.suiteErr
 	}
 	for _, s := range c.cfg.suites(false) {
 		offered := false
-		for _, id := range ch.cipherSuites {
+		for _, id := range hs.hello.cipherSuites {
 			offered = offered || id == uint16(s.id)
 		}
-		if !offered || (s.kx == kxECDHE && !(p256 && sha256ECDSA)) {
+		if !offered || (s.kx == kxECDHE && !ch.ecdheP256) {
 			continue
 		}
 		hs.suite = s
@@ -392,68 +205,54 @@ func (c *Conn) selectSuite(hs *serverHandshakeState) error {
 	}
 	switch c.cfg.ExtendedMasterSecret {
 	case RequireExtendedMasterSecret:
-		if !hs.offeredEMS {
+		if !ch.offeredEMS {
 			return localAlert(alertHandshakeFailure, errors.New("ClientHello: no extended_master_secret and the server requires it"))
 		}
 		hs.ems = true
 	case RequestExtendedMasterSecret:
-		hs.ems = hs.offeredEMS
+		hs.ems = ch.offeredEMS
 	}
-	return nil
-}
-
-func (c *Conn) serverHelloMsg(hs *serverHandshakeState, sessionID []byte) *serverHelloMsg {
-	sh := &serverHelloMsg{vers: versionDTLS12, random: hs.random, sessionID: sessionID, cipherSuite: uint16(hs.suite.id)}
-	if hs.ems {
-		sh.extensions = append(sh.extensions, extension{extExtendedMasterSecret, nil})
-	}
-	if hs.renegInfo {
-		sh.extensions = append(sh.extensions, extension{extRenegotiationInfo, marshalRenegotiationInfo(nil)})
-	}
-	if hs.pointFormats && hs.suite.kx == kxECDHE {
-		sh.extensions = append(sh.extensions, extension{extECPointFormats, marshalECPointFormats([]uint8{0})})
-	}
-	return sh
-}
-
-// serverFullHandshake sends flight 4 and runs the rest of a full handshake.
-func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState) error {
-	fl := c.newFlight()
-	// Which resumption this session gets: a ticket when the client asks for
-	// one (RFC 5077; no session ID then), else a session ID when the server
-	// keeps sessions.
+	c.state.CipherSuite = hs.suite.id
+	c.state.ExtendedMasterSecret = hs.ems
 	// Exactly the selected mechanism is set up: no session ID unless
 	// session_id, no ticket unless session_ticket (spec §3.3).
-	var sessionID []byte
-	mech := c.cfg.chooseMechanism(hs.hello, hs.offer)
-	if mech == negotiation.SessionID {
+	hs.mech = c.cfg.chooseMechanism(ch)
+	if hs.mech == negotiation.SessionID {
 		r, err := newRandom()
 		if err != nil {
 			return localAlert(alertInternalError, err)
 		}
-		sessionID = r[:]
+		hs.sessionID = r[:]
 	}
-	sh := c.serverHelloMsg(hs, sessionID)
-	if mech == negotiation.SessionTicket {
+	return nil
+}
+
+// sendServerFlight sends flight 4: ServerHello, then Certificate,
+// ServerKeyExchange and [CertificateRequest] (ECDHE) or an optional
+// ServerKeyExchange with the PSK hint, then ServerHelloDone.
+func (hs *serverHandshakeState) sendServerFlight() error {
+	c := hs.c
+	fl := c.newFlight()
+	sh := serverHelloFor(hs.ch, hs.random, hs.suite, hs.ems, hs.sessionID)
+	if hs.mech == negotiation.SessionTicket {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
 	}
-	if err := c.addAnswer(hs, sh, mech, nil); err != nil {
+	if err := addAnswer(c.cfg, hs.ch, sh, hs.mech, nil); err != nil {
 		return err
 	}
 	if err := fl.add(sh, 0); err != nil {
 		return err
 	}
-	var kp *pionelliptic.Keypair
 	switch hs.suite.kx {
 	case kxECDHE:
 		if err := fl.add(&certificateMsg{certificates: hs.cert.chain}, 0); err != nil {
 			return err
 		}
 		var err error
-		if kp, err = pionelliptic.GenerateKeypair(pionelliptic.P256); err != nil {
+		if hs.keyPair, err = pionelliptic.GenerateKeypair(pionelliptic.P256); err != nil {
 			return localAlert(alertInternalError, err)
 		}
-		ske := &serverKeyExchangeECDHEMsg{namedCurve: groupP256, publicKey: kp.PublicKey, sigAlg: sigECDSAWithP256SHA256}
+		ske := &serverKeyExchangeECDHEMsg{namedCurve: groupP256, publicKey: hs.keyPair.PublicKey, sigAlg: sigECDSAWithP256SHA256}
 		h := sha256.New()
 		h.Write(hs.hello.random[:])
 		h.Write(hs.random[:])
@@ -480,19 +279,21 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	if err := fl.add(&serverHelloDoneMsg{}, 0); err != nil {
 		return err
 	}
-	if err := fl.send(); err != nil {
-		return err
-	}
+	return fl.send()
+}
 
-	// Flight 5.
-	var clientCerts []*x509.Certificate
+// readClientFlight reads flight 5: [Certificate], ClientKeyExchange,
+// [CertificateVerify], [NewSessionTicket of client_state], and the
+// client's Finished.
+func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
+	c := hs.c
 	if hs.suite.kx == kxECDHE && c.cfg.ClientAuth != NoClientCert {
 		var cm certificateMsg
 		hm, err := c.expect(ctx, &cm, "Certificate")
 		if err != nil {
 			return err
 		}
-		if clientCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
+		if hs.clientCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
 			return err
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
@@ -519,12 +320,12 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 		if err != nil {
 			return err
 		}
-		if preMaster, err = prf.PreMasterSecret(cke.publicKey, kp.PrivateKey, pionelliptic.P256); err != nil {
+		if preMaster, err = prf.PreMasterSecret(cke.publicKey, hs.keyPair.PrivateKey, pionelliptic.P256); err != nil {
 			return localAlert(alertIllegalParameter, fmt.Errorf("ClientKeyExchange: public key: %w", err))
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
 	}
-	ms, err := masterSecret(preMaster, hs.ems, c.transcript, hs.hello.random, hs.random)
+	ms, err := masterSecret(preMaster, hs.ems, hs.transcript, hs.hello.random, hs.random)
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
@@ -532,34 +333,35 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
 		return err
 	}
-	if len(clientCerts) > 0 {
+	if len(hs.clientCerts) > 0 {
 		var cv certificateVerifyMsg
 		hm, err := c.expect(ctx, &cv, "CertificateVerify")
 		if err != nil {
 			return err
 		}
-		digest := sha256.Sum256(c.transcript)
-		pub, _ := clientCerts[0].PublicKey.(*ecdsa.PublicKey)
+		digest := sha256.Sum256(hs.transcript)
+		pub, _ := hs.clientCerts[0].PublicKey.(*ecdsa.PublicKey)
 		if cv.sigAlg != sigECDSAWithP256SHA256 || pub == nil || !ecdsa.VerifyASN1(pub, digest[:], cv.signature) {
 			return localAlert(alertDecryptError, errors.New("CertificateVerify: signature does not verify"))
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
-		c.state.PeerCertificates = clientCerts
+		c.state.PeerCertificates = hs.clientCerts
 	}
-	clientTicket, err := c.readClientTicket(ctx, mech == negotiation.ClientState)
-	if err != nil {
+	if hs.clientTicket, err = hs.readClientTicket(ctx, hs.mech == negotiation.ClientState); err != nil {
 		return err
 	}
-	if err := c.readPeerFinished(ctx, ms); err != nil {
-		return err
-	}
+	return c.readPeerFinished(ctx, ms)
+}
 
-	// Flight 6: [NewSessionTicket], ChangeCipherSpec, Finished.
-	fl = c.newFlight()
-	st := c.sessionState(hs.suite, ms, hs.ems, c.cfg.now(), mech)
-	switch mech {
+// sendFinishedFlight keeps what the negotiated mechanism needs on this side
+// and sends flight 6: [NewSessionTicket], ChangeCipherSpec, Finished.
+func (hs *serverHandshakeState) sendFinishedFlight(ctx context.Context) error {
+	c := hs.c
+	fl := c.newFlight()
+	st := c.sessionState(hs.suite, hs.masterSecret, hs.ems, c.cfg.now(), hs.mech)
+	switch hs.mech {
 	case negotiation.SessionTicket:
-		nst, err := c.issueTicket(st)
+		nst, err := c.cfg.issueTicket(st)
 		if err != nil {
 			return err
 		}
@@ -567,21 +369,73 @@ func (c *Conn) serverFullHandshake(ctx context.Context, hs *serverHandshakeState
 			return err
 		}
 	case negotiation.SessionID:
-		if v, err := st.Marshal(); err != nil {
-			c.cfg.logger().Warn("dtls: encoding session", "err", err)
-		} else if err := c.cfg.storePut(ctx, sessionIDKey(sessionID), v, c.cfg.sessionLifetime()); err != nil {
-			c.cfg.logger().Warn("dtls: storing session; it will not resume", "err", err)
-		} else {
-			c.state.ResumptionStateBytes = len(sessionIDKey(sessionID)) + len(v)
-		}
-		c.state.SessionID = sessionID
+		c.storeSession(ctx, hs.sessionID, st)
 	case negotiation.ClientState:
 		// Stored only now that the client's Finished verified (spec §4.1).
-		if clientTicket != nil {
-			c.storeClientState(ctx, hs.offer.Handle, clientTicket, st)
+		if hs.clientTicket != nil {
+			c.storeClientState(ctx, hs.ch.offer.Handle, hs.clientTicket, st)
 		}
 	}
-	c.state.Resumption = mech
-	c.state.Negotiated = hs.offer != nil
-	return fl.finish(ms)
+	c.state.Resumption = hs.mech
+	c.state.Negotiated = hs.ch.offer != nil
+	return fl.finish(hs.masterSecret)
+}
+
+// readClientTicket reads the NewSessionTicket a client_state client sends
+// before its ChangeCipherSpec, if the next message is one. From a client
+// that did not negotiate client_state it is unexpected_message.
+func (hs *serverHandshakeState) readClientTicket(ctx context.Context, allowed bool) (*newSessionTicketMsg, error) {
+	c := hs.c
+	hm, err := c.readHandshake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if hm.typ != typeNewSessionTicket {
+		hs.reasm.unpop(hm)
+		return nil, nil
+	}
+	if !allowed {
+		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket from a client that did not negotiate client_state"))
+	}
+	if hm.epoch != 0 {
+		return nil, localAlert(alertUnexpectedMessage, errors.New("NewSessionTicket after ChangeCipherSpec"))
+	}
+	nst := &newSessionTicketMsg{}
+	if err := nst.unmarshal(hm.body); err != nil {
+		return nil, err
+	}
+	if len(nst.ticket) == 0 {
+		return nil, decodeError("NewSessionTicket", "ticket")
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+	return nst, nil
+}
+
+// serverHelloFor builds the ServerHello that answers ch.
+func serverHelloFor(ch *clientHelloInfo, random [32]byte, suite *cipherSuite, ems bool, sessionID []byte) *serverHelloMsg {
+	sh := &serverHelloMsg{vers: versionDTLS12, random: random, sessionID: sessionID, cipherSuite: uint16(suite.id)}
+	if ems {
+		sh.extensions = append(sh.extensions, extension{extExtendedMasterSecret, nil})
+	}
+	if ch.renegInfo {
+		sh.extensions = append(sh.extensions, extension{extRenegotiationInfo, marshalRenegotiationInfo(nil)})
+	}
+	if ch.pointFormats && suite.kx == kxECDHE {
+		sh.extensions = append(sh.extensions, extension{extECPointFormats, marshalECPointFormats([]uint8{0})})
+	}
+	return sh
+}
+
+// addAnswer puts the session_resumption_type answer in a ServerHello when
+// the client sent the extension.
+func addAnswer(cfg *Config, ch *clientHelloInfo, sh *serverHelloMsg, selected negotiation.Type, ticket []byte) error {
+	if ch.offer == nil {
+		return nil
+	}
+	v, err := (&negotiation.ServerAnswer{Selected: selected, Ticket: ticket}).Marshal()
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	sh.extensions = append(sh.extensions, extension{cfg.resumptionExtension(), v})
+	return nil
 }

@@ -3,113 +3,70 @@ package dtls
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
-
-	"github.com/dtlsresume/dtlsresume/ticketfmt"
-	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 )
 
 // Listener accepts DTLS connections on one UDP socket. It answers every
 // ClientHello without a valid cookie statelessly and creates a connection
-// only for a peer that returned a valid cookie; the handshakes of many peers
-// run concurrently, and Accept returns connections whose handshake is
-// complete.
+// only for a peer that returned a valid cookie or whose resumption it
+// accepts within the amplification bound; the handshakes of many peers run
+// concurrently, and Accept returns connections whose handshake is complete.
+//
+// A ClientHello's path: the read loop screens it statelessly (cookie,
+// limits) → a lookup worker decides a cookie-less resumption → the server
+// handshake (handshake_server.go, resumption_server.go) → the record layer.
+// Every per-peer resource is bounded by the Config's limits
+// (docs/decisions.md, "Resource model").
 type Listener struct {
 	pconn   net.PacketConn
 	cfg     *Config
 	cookies *cookieJar
 
-	mu      sync.Mutex
-	conns   map[string]*Conn
-	pending map[string][32]byte // addresses with a queued lookup, and their hello's random
-	accept  chan *Conn
-	lookups chan lookupJob
-	closed  chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
+	mu sync.Mutex
+	// conns holds one association per address, handshaking or
+	// established.
+	conns map[string]*Conn
+	// successors holds a handshake from an address that has an
+	// association; it replaces that association only when it completes
+	// (RFC 6347 §4.2.8).
+	successors map[string]*Conn
+	handshakes int            // running handshakes
+	perIP      map[string]int // running handshakes per source IP
+	pending    map[string][32]byte
+	accept     chan *Conn
+	lookups    chan lookupJob
+	closed     chan struct{}
+	once       sync.Once
+	wg         sync.WaitGroup
 }
 
-// Listen creates a Listener on a new UDP socket.
-func Listen(network string, laddr *net.UDPAddr, cfg *Config) (*Listener, error) {
-	pc, err := net.ListenUDP(network, laddr)
-	if err != nil {
-		return nil, fmt.Errorf("dtls: listen: %w", err)
-	}
-	l, err := NewListener(pc, cfg)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
-	return l, nil
-}
-
-// NewListener serves DTLS on an existing packet socket; the Listener owns it
-// from then on.
-func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
-	cfg, err := serverConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	rotation := cfg.CookieRotation
-	if rotation <= 0 {
-		rotation = defaultCookieRotation
-	}
-	jar, err := newCookieJar(rotation, cfg.now)
-	if err != nil {
-		return nil, err
-	}
-	l := &Listener{
-		pconn:   pc,
-		cfg:     cfg,
-		cookies: jar,
-		conns:   make(map[string]*Conn),
-		accept:  make(chan *Conn, 16),
-		lookups: make(chan lookupJob, lookupQueue),
-		pending: make(map[string][32]byte),
-		closed:  make(chan struct{}),
-	}
-	l.wg.Add(1 + lookupWorkers)
+// serve starts the listener's goroutines.
+func (l *Listener) serve() {
+	l.wg.Add(2 + lookupWorkers)
 	go l.readLoop()
+	go l.rotateCookies()
 	for i := 0; i < lookupWorkers; i++ {
 		go l.lookupWorker()
 	}
-	return l, nil
 }
 
-// serverConfig validates a server Config and gives a server with no
-// credentials at all a self-signed ECDSA certificate.
-// serverConfig validates a server Config and returns a copy completed with
-// what the server makes for itself: a self-signed ECDSA certificate when it
-// has no credentials at all, and a ticket key ring when tickets are on and
-// none is shared.
-func serverConfig(cfg *Config) (*Config, error) {
-	if cfg == nil {
-		cfg = &Config{}
-	}
-	c := *cfg
-	if c.PSK == nil && len(c.Certificates) == 0 {
-		cert, err := selfsign.GenerateSelfSigned()
-		if err != nil {
-			return nil, fmt.Errorf("dtls: generating a self-signed certificate: %w", err)
+// rotateCookies changes the cookie secret on a timer, whether or not
+// cookies are being made.
+func (l *Listener) rotateCookies() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.cfg.cookieRotation())
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.cookies.rotate()
+		case <-l.closed:
+			return
 		}
-		c.Certificates = []tls.Certificate{cert}
 	}
-	if c.TicketKeys == nil && !c.SessionTicketsDisabled {
-		ring, err := ticketfmt.NewKeyRing(ticketfmt.KeyRingConfig{TicketLifetime: c.sessionLifetime(), Now: c.now})
-		if err != nil {
-			return nil, fmt.Errorf("dtls: ticket keys: %w", err)
-		}
-		c.TicketKeys = ring
-	}
-	if err := c.validate(false); err != nil {
-		return nil, err
-	}
-	return &c, nil
 }
 
 func (l *Listener) readLoop() {
@@ -129,74 +86,120 @@ func (l *Listener) readLoop() {
 			l.cfg.logger().Warn("dtls: listener read", "err", err)
 			continue
 		}
-		d := buf[:n]
-		key := addr.String()
-		l.mu.Lock()
-		conn := l.conns[key]
+		l.route(addr, buf[:n])
+	}
+}
+
+// route hands a datagram to its association, or screens it as a new
+// ClientHello. d is the read loop's buffer: whatever keeps it copies it.
+func (l *Listener) route(addr net.Addr, d []byte) {
+	key := addr.String()
+	l.mu.Lock()
+	conn, succ := l.conns[key], l.successors[key]
+	l.mu.Unlock()
+	if !isInitialClientHello(d) {
+		// Records of an association; while a successor handshakes, both
+		// see them and each drops what its keys do not authenticate.
+		if conn != nil {
+			l.deliver(conn, bytes.Clone(d))
+		}
+		if succ != nil {
+			l.deliver(succ, bytes.Clone(d))
+		}
+		return
+	}
+	// A retransmission of the hello that started a running handshake.
+	for _, c := range []*Conn{succ, conn} {
+		if c != nil && !c.hsDone.Load() && c.sameHello(d) {
+			l.deliver(c, bytes.Clone(d))
+			return
+		}
+	}
+	hello, msg, cookieOK := screenClientHello(d, key, l.cookies)
+	if hello == nil {
+		return
+	}
+	for _, c := range []*Conn{succ, conn} {
+		if c != nil && c.helloRandom == hello.random {
+			return // a late copy of the hello that made this connection
+		}
+	}
+	first := &firstHello{info: parseClientHelloInfo(l.cfg, hello), msg: msg, size: len(d), verified: cookieOK}
+	if cookieOK {
+		l.begin(addr, key, first)
+		return
+	}
+	// A peer with a live association must show it is reachable with a
+	// cookie before a new handshake may replace it (RFC 6347 §4.2.8).
+	if conn != nil || l.cfg.ResumptionCookie == CookieAlways || !first.info.asksToResume() || l.atHandshakeLimit(addr) {
+		l.sendHelloVerifyRequest(addr, key, first)
+		return
+	}
+	// Whether the session resumes may take a store lookup: the lookup
+	// workers decide, so that a slow store never stalls this loop. When
+	// they are all busy the peer just gets a cookie.
+	l.mu.Lock()
+	if pending, queued := l.pending[key]; queued && pending == hello.random {
 		l.mu.Unlock()
-		if conn != nil && !(isInitialClientHello(d) && (conn.hsDone.Load() || !conn.sameHello(d))) {
-			conn.deliver(append([]byte(nil), d...))
-			continue
-		}
-		hello, msg, cookieOK := screenClientHello(d, key, l.cookies)
-		if hello == nil {
-			continue
-		}
-		first := &firstHello{hello: hello, msg: msg, size: len(d)}
-		if conn != nil && conn.helloRandom == hello.random {
-			continue // a late copy of the hello that made this connection
-		}
-		if cookieOK {
-			l.begin(addr, key, first)
-			continue
-		}
-		// A peer with a live association must show it is reachable with a
-		// cookie before a new handshake replaces it (RFC 6347 §4.2.8).
-		if conn != nil || l.cfg.ResumptionCookie == CookieAlways || !asksToResume(l.cfg, hello) {
-			l.sendHelloVerifyRequest(addr, key, first)
-			continue
-		}
-		// Whether the session resumes may take a store lookup: the
-		// lookup workers decide, so that a slow store never stalls this
-		// loop. When they are all busy the peer just gets a cookie.
-		l.mu.Lock()
-		pending, queued := l.pending[key]
-		if !queued || pending != hello.random {
-			select {
-			case l.lookups <- lookupJob{addr: addr, key: key, first: first}:
-				l.pending[key] = hello.random
-			default:
-				l.mu.Unlock()
-				l.sendHelloVerifyRequest(addr, key, first)
-				continue
-			}
-		}
+		return
+	}
+	select {
+	case l.lookups <- lookupJob{addr: addr, key: key, first: first}:
+		l.pending[key] = hello.random
 		l.mu.Unlock()
+	default:
+		l.mu.Unlock()
+		l.sendHelloVerifyRequest(addr, key, first)
+	}
+}
+
+// deliver queues a datagram on a connection, noting a full queue.
+func (l *Listener) deliver(c *Conn, d []byte) {
+	if !c.deliver(d) {
+		l.cfg.noteLimit(LimitInboundBytes, c.raddr)
 	}
 }
 
 func (l *Listener) sendHelloVerifyRequest(addr net.Addr, key string, first *firstHello) {
-	if _, err := l.pconn.WriteTo(helloVerifyRequest(key, first.hello, first.msg, l.cookies), addr); err != nil {
+	if _, err := l.pconn.WriteTo(helloVerifyRequest(key, first.info.hello, first.msg, l.cookies), addr); err != nil {
 		l.cfg.logger().Debug("dtls: sending HelloVerifyRequest", "peer", key, "err", err)
 	}
 }
 
-// begin starts the handshake of a ClientHello that passed the cookie check
-// or may skip it.
-func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
-	l.startHandshake(addr, key, first)
+// atHandshakeLimit reports, for a hello that would start a handshake,
+// whether a limit stands in its way; it notes the limit.
+func (l *Listener) atHandshakeLimit(addr net.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limitLocked(addr) != ""
 }
 
-// asksToResume reports a ClientHello that offers a ticket, a session ID
-// or a client_state resumption.
-func asksToResume(cfg *Config, hello *clientHelloMsg) bool {
-	if t, ok := findExtension(hello.extensions, extSessionTicket); ok && len(t) > 0 {
-		return true
+// limitLocked is the limit a new handshake from addr would exceed, or "".
+func (l *Listener) limitLocked(addr net.Addr) Limit {
+	var lim Limit
+	switch {
+	case len(l.conns)+len(l.successors) >= l.cfg.maxConnections():
+		lim = LimitConnections
+	case l.handshakes >= l.cfg.maxHandshakes():
+		lim = LimitHandshakes
+	case l.perIP[ipOf(addr)] >= l.cfg.maxHandshakesPerIP():
+		lim = LimitHandshakesPerIP
+	default:
+		return ""
 	}
-	if offer, err := cfg.clientOffer(hello); err == nil && offer != nil && offer.Resume {
-		return true
+	l.cfg.noteLimit(lim, addr)
+	return lim
+}
+
+func ipOf(addr net.Addr) string {
+	if ua, ok := addr.(*net.UDPAddr); ok {
+		return string(ua.IP.To16())
 	}
-	return len(hello.sessionID) > 0
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	return host
 }
 
 // lookupJob is a cookie-less ClientHello waiting for its resumption lookup.
@@ -224,7 +227,7 @@ func (l *Listener) lookupWorker() {
 			skip := l.cfg.skipCookie(ctx, job.first)
 			cancel()
 			l.mu.Lock()
-			if l.pending[job.key] == job.first.hello.random {
+			if l.pending[job.key] == job.first.info.hello.random {
 				delete(l.pending, job.key)
 			}
 			l.mu.Unlock()
@@ -246,56 +249,111 @@ func (c *Conn) sameHello(d []byte) bool {
 	return len(d) >= at+32 && bytes.Equal(d[at:at+32], c.helloRandom[:])
 }
 
-// isInitialClientHello reports a plaintext epoch-0 handshake record, the
-// only thing a peer that lost its association can send.
+// isInitialClientHello reports a plaintext epoch-0 handshake record
+// carrying a ClientHello, the only thing a peer that lost its association
+// can send.
 func isInitialClientHello(d []byte) bool {
 	return len(d) > recordHeaderLen+handshakeHeaderLen && d[0] == recordHandshake && d[3] == 0 && d[4] == 0 &&
 		d[recordHeaderLen] == typeClientHello
 }
 
-func (l *Listener) startHandshake(addr net.Addr, key string, first *firstHello) {
+// begin starts the handshake of a ClientHello that passed the cookie check
+// or may skip it, unless a limit stands in its way: then a peer without a
+// cookie gets a HelloVerifyRequest and one with a cookie is dropped (it
+// retransmits on its own timer). A hello without a cookie never displaces
+// an association, and one with a cookie only becomes a successor that
+// replaces the association when its handshake completes.
+func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
 	c := newConn(l.pconn, addr, l.cfg, false)
 	c.first = first
-	c.helloRandom = first.hello.random
+	c.helloRandom = first.info.hello.random
 	// The server's counts start at the ClientHello that carried a valid
 	// cookie; the stateless exchange before it belongs to no connection.
 	c.stats.datagramsReceived.Add(1)
 	c.stats.bytesReceived.Add(int64(first.size))
-	c.onClose = func() {
-		l.mu.Lock()
-		if l.conns[key] == c {
-			delete(l.conns, key)
-		}
-		l.mu.Unlock()
-	}
-	// Check and register under one lock: copies of one hello may reach
-	// here from the read loop and the lookup workers at once.
+	c.ampRecv.Add(int64(first.size))
+	c.unverified.Store(!first.verified)
+	ip := ipOf(addr)
+	c.onClose = func() { l.forget(key, c) }
+
 	l.mu.Lock()
-	if old := l.conns[key]; old != nil {
-		if old.helloRandom == first.hello.random {
-			l.mu.Unlock()
-			return // a copy of the hello whose connection exists
-		}
-		// A peer with a live association starts over (it rebooted): the
-		// cookie, or the server's own acceptance of its resumption, shows
-		// it is reachable at this address.
-		go old.Close()
+	old, oldSucc := l.conns[key], l.successors[key]
+	switch {
+	case old != nil && old.helloRandom == c.helloRandom, oldSucc != nil && oldSucc.helloRandom == c.helloRandom:
+		l.mu.Unlock()
+		return // a copy of the hello whose connection exists
+	case old != nil && !first.verified:
+		// A lookup that ended after a connection was made from this
+		// address never replaces it.
+		l.mu.Unlock()
+		l.sendHelloVerifyRequest(addr, key, first)
+		return
 	}
-	l.conns[key] = c
+	if lim := l.limitLocked(addr); lim != "" {
+		l.mu.Unlock()
+		if !first.verified {
+			l.sendHelloVerifyRequest(addr, key, first)
+		}
+		return
+	}
+	if old != nil {
+		l.successors[key] = c
+	} else {
+		l.conns[key] = c
+	}
+	l.handshakes++
+	l.perIP[ip]++
 	l.mu.Unlock()
+	if oldSucc != nil {
+		oldSucc.closeTransport() // a newer verified hello supersedes it
+	}
+
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		if err := c.HandshakeContext(context.Background()); err != nil {
+		err := c.HandshakeContext(context.Background())
+		l.mu.Lock()
+		l.handshakes--
+		if l.perIP[ip]--; l.perIP[ip] <= 0 {
+			delete(l.perIP, ip)
+		}
+		var replaced *Conn
+		if err == nil && l.successors[key] == c {
+			// The peer started over and proved it: the new association
+			// replaces the old one now (RFC 6347 §4.2.8).
+			replaced = l.conns[key]
+			l.conns[key] = c
+			delete(l.successors, key)
+		}
+		l.mu.Unlock()
+		if replaced != nil {
+			replaced.closeTransport()
+		}
+		if err != nil {
 			l.cfg.logger().Debug("dtls: handshake failed", "peer", key, "err", err)
 			return
 		}
 		select {
 		case l.accept <- c:
-		case <-l.closed:
+		default:
+			// Never park a finished handshake: the application is not
+			// accepting, so the newcomer is turned away.
+			l.cfg.noteLimit(LimitAcceptBacklog, addr)
 			c.Close()
 		}
 	}()
+}
+
+// forget removes a closed connection from the listener's tables.
+func (l *Listener) forget(key string, c *Conn) {
+	l.mu.Lock()
+	if l.conns[key] == c {
+		delete(l.conns, key)
+	}
+	if l.successors[key] == c {
+		delete(l.successors, key)
+	}
+	l.mu.Unlock()
 }
 
 // Accept waits for the next connection whose handshake completed.
@@ -321,8 +379,11 @@ func (l *Listener) Close() error {
 	l.once.Do(func() {
 		close(l.closed)
 		l.mu.Lock()
-		conns := make([]*Conn, 0, len(l.conns))
+		conns := make([]*Conn, 0, len(l.conns)+len(l.successors))
 		for _, c := range l.conns {
+			conns = append(conns, c)
+		}
+		for _, c := range l.successors {
 			conns = append(conns, c)
 		}
 		l.mu.Unlock()
@@ -331,6 +392,14 @@ func (l *Listener) Close() error {
 		}
 		err = l.pconn.Close()
 		l.wg.Wait()
+		for {
+			select {
+			case c := <-l.accept:
+				c.Close()
+			default:
+				return
+			}
+		}
 	})
 	return err
 }
@@ -338,97 +407,15 @@ func (l *Listener) Close() error {
 // Addr returns the listener's local address.
 func (l *Listener) Addr() net.Addr { return l.pconn.LocalAddr() }
 
-// setReadErrAsync ends a connection whose peer started over; it is called
-// from the listener goroutine, so it only closes.
-func (c *Conn) setReadErrAsync() { c.closeTransport() }
-
-// Server runs the server side of a handshake with one peer on pconn, which
-// it reads from exclusively. The handshake starts on first use or
-// HandshakeContext, and includes the cookie exchange.
-func Server(pconn net.PacketConn, raddr net.Addr, cfg *Config) (*Conn, error) {
-	cfg, err := serverConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	c := newConn(pconn, raddr, cfg, false)
-	c.startFeeder(false)
-	return c, nil
+// ListenerStats is a snapshot of a Listener's associations.
+type ListenerStats struct {
+	Connections int // associations, handshaking or established, successors included
+	Handshakes  int // handshakes running
 }
 
-// Client prepares the client side of a connection to raddr over pconn,
-// which it reads from exclusively. The handshake starts on first use or
-// HandshakeContext.
-func Client(pconn net.PacketConn, raddr net.Addr, cfg *Config) (*Conn, error) {
-	if err := cfg.validate(true); err != nil {
-		return nil, err
-	}
-	c := newConn(pconn, raddr, cfg, true)
-	c.startFeeder(false)
-	return c, nil
-}
-
-// Dial opens a UDP socket to raddr and completes a handshake, bounded by
-// the Config's HandshakeTimeout.
-func Dial(network string, raddr *net.UDPAddr, cfg *Config) (*Conn, error) {
-	return DialContext(context.Background(), network, raddr, cfg)
-}
-
-// DialContext is Dial bounded by ctx.
-func DialContext(ctx context.Context, network string, raddr *net.UDPAddr, cfg *Config) (*Conn, error) {
-	if err := cfg.validate(true); err != nil {
-		return nil, err
-	}
-	pc, err := net.ListenUDP(network, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dtls: dial %s: %w", raddr, err)
-	}
-	c := newConn(pc, raddr, cfg, true)
-	c.startFeeder(true)
-	if err := c.HandshakeContext(ctx); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// startFeeder reads datagrams from the peer into the connection. When the
-// Conn owns the socket it closes it on Close; otherwise Close ends the
-// feeder through a read deadline.
-func (c *Conn) startFeeder(owned bool) {
-	done := make(chan struct{})
-	c.onClose = func() {
-		if owned {
-			c.pconn.Close()
-		} else {
-			_ = c.pconn.SetReadDeadline(aLongTimeAgo)
-		}
-		<-done
-	}
-	// The Conn reads the socket alone from now on and keeps deadlines of
-	// its own; a deadline the caller left on the socket would make the
-	// feeder spin on timeouts.
-	_ = c.pconn.SetReadDeadline(time.Time{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 64*1024)
-		for {
-			n, addr, err := c.pconn.ReadFrom(buf)
-			if err != nil {
-				select {
-				case <-c.closed:
-					return
-				default:
-				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					continue
-				}
-				return
-			}
-			if addr.String() != c.raddr.String() {
-				continue
-			}
-			c.deliver(append([]byte(nil), buf[:n]...))
-		}
-	}()
+// Stats returns the listener's current counts.
+func (l *Listener) Stats() ListenerStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return ListenerStats{Connections: len(l.conns) + len(l.successors), Handshakes: l.handshakes}
 }

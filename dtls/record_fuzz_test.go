@@ -126,7 +126,7 @@ func FuzzParseHandshakeFragments(f *testing.F) {
 		checkReassembly(t, frags)
 
 		// Alternate epochs too: a message's fragments must agree on theirs.
-		var r reassembler
+		r := reassembler{budget: DefaultMaxHandshakeMemory}
 		for i, fr := range frags {
 			_ = r.add(fr, uint16(i&1))
 			for {
@@ -156,7 +156,7 @@ type modelMessage struct {
 // model, popping after every fragment, and compares them.
 func checkReassembly(t *testing.T, frags []handshakeFragment) {
 	t.Helper()
-	var r reassembler
+	r := reassembler{budget: DefaultMaxHandshakeMemory}
 	next := uint16(0)
 	pending := map[uint16]*modelMessage{}
 	for i, fr := range frags {
@@ -273,20 +273,28 @@ var fuzzFlight6 = []outItem{{ccs: true, epoch: 0}, {epoch: 1, msgType: typeFinis
 func (env *fuzzConnEnv) serverConn(st fuzzConnState) *Conn {
 	cfg := pskServerConfig()
 	c := newConn(env.pconn, env.sink, cfg, false)
-	c.reasm.next = 2
-	c.sendSeq = 3
-	c.lastFlight = []outItem{{epoch: 0, msgType: typeServerHelloDone, seq: 2, body: []byte{}}}
+	hs := newHandshakeTransport(cfg.maxHandshakeMemory())
+	c.hs = &hs
+	c.hs.reasm.next = 2
+	c.hs.sendSeq = 3
+	c.hs.flight = []outItem{{epoch: 0, msgType: typeServerHelloDone, seq: 2, body: []byte{}}}
 	if st >= fuzzAwaitFinished {
 		c.installKeys(fuzzCipher(false), fuzzSuite.overhead)
-		c.reasm.next = 3
+		c.hs.reasm.next = 3
 	}
 	if st == fuzzEstablished {
-		c.rl.startWriteEpoch1()
-		c.reasm.next = 4
-		c.lastFlight = fuzzFlight6
-		c.hsDone.Store(true)
+		c.establishForFuzz()
 	}
 	return c
+}
+
+// establishForFuzz ends a fuzzed server Conn's handshake as a real one
+// ends after flight 6: the transport goes, the last flight stays.
+func (c *Conn) establishForFuzz() {
+	c.rl.startWriteEpoch1()
+	c.hs = nil
+	c.final = &finalFlight{items: fuzzFlight6, peerNext: 4}
+	c.hsDone.Store(true)
 }
 
 // fuzzMessageParsers parse a reassembled message by its type.
@@ -314,14 +322,19 @@ var fuzzMessageParsers = map[uint8][]func() handshakeMessage{
 // and parses every complete message; it returns them.
 func checkServerConn(t *testing.T, c *Conn) []handshakeMsg {
 	t.Helper()
-	if len(c.early) > maxEarlyRecords {
-		t.Fatalf("%d early records kept", len(c.early))
-	}
-	if len(c.appData) > inboundQueue {
+	if len(c.appData) > maxQueuedRecords {
 		t.Fatalf("%d application data records queued", len(c.appData))
 	}
-	if len(c.reasm.pending) > reassemblyWindow {
-		t.Fatalf("%d handshake messages pending", len(c.reasm.pending))
+	if hs := c.hs; hs != nil {
+		if len(hs.early) > maxEarlyRecords {
+			t.Fatalf("%d early records kept", len(hs.early))
+		}
+		if len(hs.reasm.pending) > reassemblyWindow {
+			t.Fatalf("%d handshake messages pending", len(hs.reasm.pending))
+		}
+		if hs.reasm.budget < 0 {
+			t.Fatalf("reassembly budget overdrawn: %d", hs.reasm.budget)
+		}
 	}
 	if c.readErr != nil {
 		var ae *AlertError
@@ -335,8 +348,11 @@ func checkServerConn(t *testing.T, c *Conn) []handshakeMsg {
 		}
 	}
 	var msgs []handshakeMsg
+	if c.hs == nil {
+		return nil
+	}
 	for {
-		m, ok := c.reasm.pop()
+		m, ok := c.hs.reasm.pop()
 		if !ok {
 			return msgs
 		}
@@ -495,9 +511,7 @@ func FuzzServerConnDatagrams(f *testing.F) {
 						c.installKeys(fuzzCipher(false), fuzzSuite.overhead)
 						st = fuzzAwaitFinished
 					case st == fuzzAwaitFinished && m.typ == typeFinished && m.epoch == 1:
-						c.rl.startWriteEpoch1()
-						c.lastFlight = fuzzFlight6
-						c.hsDone.Store(true)
+						c.establishForFuzz()
 						st = fuzzEstablished
 					}
 				}

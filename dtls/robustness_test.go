@@ -97,7 +97,7 @@ type rawEnd struct {
 }
 
 func newRawEnd(t testing.TB, peer *net.UDPAddr, isClient bool) *rawEnd {
-	return &rawEnd{t: t, conn: loopbackUDP(t), peer: peer, rl: newRecordLayer(64), isClient: isClient}
+	return &rawEnd{t: t, conn: loopbackUDP(t), peer: peer, rl: newRecordLayer(64), isClient: isClient, reasm: reassembler{budget: DefaultMaxHandshakeMemory}}
 }
 
 func (e *rawEnd) addr() *net.UDPAddr { return e.conn.LocalAddr().(*net.UDPAddr) }
@@ -368,11 +368,11 @@ func (e *rawEnd) readApp() []byte {
 // newClientHello builds the ClientHello our own client would send with cfg.
 func newClientHello(t testing.TB, cfg *Config) *clientHelloMsg {
 	t.Helper()
-	h, err := newConn(nil, nil, cfg, true).buildClientHello(nil)
-	if err != nil {
+	hs := newConn(nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, cfg, true).newClientHandshakeState(false)
+	if err := hs.buildHello(); err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return hs.hello
 }
 
 // startRawClient returns a raw client aimed at l.

@@ -1,0 +1,236 @@
+package dtls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// What both sides' handshakes share: the per-handshake transport (flights,
+// retransmission, reassembly, transcript) and the steps every handshake
+// kind ends with.
+
+// handshakeTransport is what both sides need only while a handshake runs:
+// the reassembler, the transcript, our last flight and its timer, records
+// that came before their keys, and the counters of a handshake. Each side's
+// handshake state embeds one; the Conn points at it for the handshake's
+// duration.
+type handshakeTransport struct {
+	reasm          reassembler
+	sendSeq        uint16
+	flight         []outItem
+	lastSend       time.Time
+	peerRetransmit bool
+	peerCCS        bool
+	early          []earlyRecord // epoch-1 records that came before their keys
+	// badRecords counts epoch-1 records that failed authentication before
+	// any succeeded.
+	badRecords     int
+	epoch1OK       bool
+	datagramHasCCS bool // the datagram being processed carries a ChangeCipherSpec
+	transcript     []byte
+	// peerFinished: the peer's Finished verified; sentLast: our Finished
+	// went after it, so our flight is the handshake's last.
+	peerFinished, sentLast bool
+}
+
+// newHandshakeTransport starts the handshake transport of a connection
+// whose reassembly memory is capped at limit bytes.
+func newHandshakeTransport(limit int) handshakeTransport {
+	return handshakeTransport{reasm: reassembler{budget: limit}}
+}
+
+// sendFlight packs and sends a flight and keeps it for retransmission.
+func (c *Conn) sendFlight(items []outItem) error {
+	c.hs.flight = items
+	return c.resendFlight()
+}
+
+func (c *Conn) resendFlight() error {
+	if c.hs.flight == nil {
+		return nil
+	}
+	if err := c.writeFlight(c.hs.flight); err != nil && !errors.Is(err, errAmplification) {
+		return err
+	}
+	c.hs.lastSend = time.Now()
+	return nil
+}
+
+// writeFlight packs items into datagrams and sends them.
+func (c *Conn) writeFlight(items []outItem) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	datagrams, err := packFlight(c.rl, items, c.cfg.mtu())
+	if err != nil {
+		return err
+	}
+	for _, d := range datagrams {
+		if err := c.writeDatagram(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handshakeItem queues a handshake message of ours: it gets the next
+// message_seq.
+func (c *Conn) handshakeItem(m handshakeMessage, epoch uint16) (outItem, error) {
+	body, err := m.marshal()
+	if err != nil {
+		return outItem{}, localAlert(alertInternalError, err)
+	}
+	it := outItem{epoch: epoch, msgType: m.typ(), seq: c.hs.sendSeq, body: body}
+	c.hs.sendSeq++
+	return it, nil
+}
+
+func (c *Conn) addTranscript(msgType uint8, seq uint16, body []byte) {
+	c.hs.transcript = append(c.hs.transcript, fullHandshakeMessage(msgType, seq, body)...)
+}
+
+// errHandshakeTimeout ends a handshake whose peer stopped answering.
+var errHandshakeTimeout = errors.New("dtls: handshake timed out")
+
+// readHandshake returns the next handshake message in order, retransmitting
+// the last flight whenever its timer fires or the peer repeats its own
+// flight.
+func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
+	interval := c.cfg.retransmitInterval()
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	hs := c.hs
+	for {
+		if m, ok := hs.reasm.pop(); ok {
+			return m, nil
+		}
+		if c.readErr != nil {
+			return handshakeMsg{}, c.readErr
+		}
+		if hs.peerRetransmit {
+			hs.peerRetransmit = false
+			if time.Since(hs.lastSend) >= c.cfg.retransmitInterval()/2 {
+				if err := c.resendFlight(); err != nil {
+					return handshakeMsg{}, err
+				}
+			}
+		}
+		select {
+		case <-c.in.ready:
+			if d, ok := c.in.pop(); ok {
+				c.handleDatagram(d)
+			}
+		case <-timer.C:
+			if err := c.resendFlight(); err != nil {
+				return handshakeMsg{}, err
+			}
+			interval = min(interval*2, c.cfg.retransmitMax())
+			timer.Reset(interval)
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return handshakeMsg{}, errHandshakeTimeout
+			}
+			return handshakeMsg{}, ctx.Err()
+		case <-c.closed:
+			return handshakeMsg{}, net.ErrClosed
+		}
+	}
+}
+
+// expect reads the next handshake message and parses it into m; a message
+// of another type is unexpected_message.
+func (c *Conn) expect(ctx context.Context, m handshakeMessage, name string) (handshakeMsg, error) {
+	hm, err := c.readHandshake(ctx)
+	if err != nil {
+		return hm, err
+	}
+	if hm.typ != m.typ() {
+		return hm, localAlert(alertUnexpectedMessage, fmt.Errorf("expected %s, got handshake type %d", name, hm.typ))
+	}
+	if err := m.unmarshal(hm.body); err != nil {
+		return hm, err
+	}
+	return hm, nil
+}
+
+// flight collects the handshake messages of one of our flights: each gets
+// the next message_seq and enters the transcript as it is added.
+type flight struct {
+	c     *Conn
+	items []outItem
+}
+
+func (c *Conn) newFlight() *flight { return &flight{c: c} }
+
+func (f *flight) add(m handshakeMessage, epoch uint16) error {
+	it, err := f.c.handshakeItem(m, epoch)
+	if err != nil {
+		return err
+	}
+	f.c.addTranscript(it.msgType, it.seq, it.body)
+	f.items = append(f.items, it)
+	return nil
+}
+
+// send sends the flight and keeps it for retransmission.
+func (f *flight) send() error { return f.c.sendFlight(f.items) }
+
+// finish ends the flight with ChangeCipherSpec and our Finished over the
+// transcript so far, sends it, and switches our writing to epoch 1.
+func (f *flight) finish(ms []byte) error {
+	vd, err := finishedData(ms, f.c.hs.transcript, f.c.isClient)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	f.items = append(f.items, outItem{ccs: true, epoch: 0})
+	if err := f.add(&finishedMsg{verifyData: vd}, 1); err != nil {
+		return err
+	}
+	if err := f.send(); err != nil {
+		return err
+	}
+	f.c.hs.sentLast = f.c.hs.peerFinished
+	f.c.writeMu.Lock()
+	f.c.rl.startWriteEpoch1()
+	f.c.writeMu.Unlock()
+	return nil
+}
+
+// readPeerFinished reads and checks the peer's Finished, which must come
+// under the new keys.
+func (c *Conn) readPeerFinished(ctx context.Context, ms []byte) error {
+	var fin finishedMsg
+	hm, err := c.expect(ctx, &fin, "Finished")
+	if err != nil {
+		return err
+	}
+	if hm.epoch != 1 {
+		return localAlert(alertUnexpectedMessage, errors.New("Finished arrived before ChangeCipherSpec"))
+	}
+	if err := verifyFinished(ms, c.hs.transcript, !c.isClient, fin.verifyData); err != nil {
+		return err
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+	c.hs.peerFinished = true
+	return nil
+}
+
+// setSessionKeys derives the record keys and installs them for epoch 1.
+func (c *Conn) setSessionKeys(s *cipherSuite, ms []byte, clientRandom, serverRandom [32]byte) error {
+	rc, err := s.newCipher(ms, clientRandom[:], serverRandom[:], c.isClient)
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	c.installKeys(rc, s.overhead)
+	return nil
+}
+
+// parseAs parses an already read message as m.
+func parseAs(hm handshakeMsg, m handshakeMessage, name string) error {
+	if hm.typ != m.typ() {
+		return localAlert(alertUnexpectedMessage, fmt.Errorf("expected %s, got handshake type %d", name, hm.typ))
+	}
+	return m.unmarshal(hm.body)
+}

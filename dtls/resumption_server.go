@@ -1,0 +1,356 @@
+package dtls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dtlsresume/dtlsresume/negotiation"
+	"github.com/dtlsresume/dtlsresume/ticketfmt"
+	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
+)
+
+// The server's side of resumption: which session a ClientHello resumes
+// (store lookups, tickets), which mechanism a full handshake sets up, and
+// whether the cookie exchange may be skipped, judged on the reply that will
+// actually be sent.
+
+// resumption is a session that a ClientHello asks to resume and that the
+// server accepts, with the ServerHello (and renewed ticket) that answer it.
+type resumption struct {
+	state     *ticketfmt.State
+	mech      negotiation.Type // SessionID, SessionTicket or ClientState
+	sessionID []byte           // echoed in the ServerHello
+	renew     bool             // send a fresh ticket
+	// clientTicket is the client's own sealed state (client_state), which
+	// goes back in the ServerHello.
+	clientTicket []byte
+	// storedBytes is what the server keeps for this session (key and
+	// value in its SessionStore; 0 for tickets).
+	storedBytes int
+
+	// serverHello and newTicket are the reply's messages, built once by
+	// prepare: the cookie decision measures them and the handshake sends
+	// them.
+	serverHello *serverHelloMsg
+	newTicket   *newSessionTicketMsg
+}
+
+// errEMSDowngrade is RFC 7627 §5.3: a session made with the extended master
+// secret must not be resumed by a hello without it.
+var errEMSDowngrade = errors.New("ClientHello: resumes a session with the extended master secret but does not offer it")
+
+// clientOffer parses the client's session_resumption_type extension; nil
+// when it sent none.
+func (cfg *Config) clientOffer(hello *clientHelloMsg) (*negotiation.ClientOffer, error) {
+	v, ok := findExtension(hello.extensions, cfg.resumptionExtension())
+	if !ok {
+		return nil, nil
+	}
+	o, err := negotiation.ParseClientOffer(v)
+	if err != nil {
+		return nil, localAlert(alertDecodeError, fmt.Errorf("ClientHello: session_resumption_type: %w", err))
+	}
+	return o, nil
+}
+
+// storeTimeout bounds each SessionStore call of a handshake: a store that
+// hangs (a network store that is down) costs a full handshake, not a hung
+// one.
+const storeTimeout = 500 * time.Millisecond
+
+// storeGet and storePut call the SessionStore under storeTimeout.
+func (cfg *Config) storeGet(ctx context.Context, key []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	v, err := cfg.SessionStore.Get(ctx, key)
+	if err != nil && ctx.Err() != nil {
+		cfg.logger().Warn("dtls: session store lookup timed out; full handshake", "err", err)
+	}
+	return v, err
+}
+
+func (cfg *Config) storePut(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	return cfg.SessionStore.Put(ctx, key, value, ttl)
+}
+
+// serverAllows reports whether a server may use mechanism t: its policy
+// allows it and its configuration supports it.
+func (cfg *Config) serverAllows(t negotiation.Type) bool {
+	if cfg.Resumption != nil && !negotiation.Policy(cfg.Resumption).Allows(t) {
+		return false
+	}
+	switch t {
+	case negotiation.None:
+		return true
+	case negotiation.SessionTicket:
+		return !cfg.SessionTicketsDisabled && cfg.TicketKeys != nil
+	case negotiation.SessionID, negotiation.ClientState:
+		return cfg.SessionStore != nil
+	}
+	return false
+}
+
+// findResumption looks up the session a ClientHello asks for: a
+// client_state record by handle when the client asks for one back, else the
+// ticket in its SessionTicket extension, else its session ID. It returns nil
+// when there is nothing the server may resume, and an error only when the
+// handshake must fail.
+func findResumption(ctx context.Context, cfg *Config, ch *clientHelloInfo) (*resumption, error) {
+	if ch.err != nil {
+		return nil, ch.err
+	}
+	hello := ch.hello
+	var res *resumption
+	switch {
+	case ch.offer != nil && ch.offer.Resume:
+		// The session ID is a fresh random value here: never look it up.
+		if !cfg.serverAllows(negotiation.ClientState) {
+			return nil, nil
+		}
+		key := clientStateKeyName(ch.offer.Handle)
+		v, err := cfg.storeGet(ctx, key)
+		if err != nil {
+			return nil, nil
+		}
+		rec, err := parseClientStateRecord(v)
+		if err != nil {
+			cfg.logger().Warn("dtls: undecodable client_state record in the store", "err", err)
+			return nil, nil
+		}
+		res = &resumption{state: rec.state, mech: negotiation.ClientState, sessionID: hello.sessionID, clientTicket: rec.ticket,
+			storedBytes: len(key) + len(v)}
+	case len(ch.ticket) > 0 && cfg.serverAllows(negotiation.SessionTicket):
+		st, err := cfg.TicketKeys.Open(ch.ticket, ticketfmt.LabelServer)
+		if err != nil {
+			cfg.logger().Debug("dtls: ticket not accepted", "err", err)
+			return nil, nil
+		}
+		res = &resumption{state: st, mech: negotiation.SessionTicket, sessionID: hello.sessionID}
+		res.renew = cfg.now().Sub(st.Timestamp) > st.Lifetime/2
+	case len(hello.sessionID) > 0 && cfg.serverAllows(negotiation.SessionID):
+		key := sessionIDKey(hello.sessionID)
+		v, err := cfg.storeGet(ctx, key)
+		if err != nil {
+			return nil, nil
+		}
+		st, err := ticketfmt.ParseState(v)
+		if err != nil {
+			cfg.logger().Warn("dtls: undecodable session in the store", "err", err)
+			return nil, nil
+		}
+		res = &resumption{state: st, mech: negotiation.SessionID, sessionID: hello.sessionID, storedBytes: len(key) + len(v)}
+	default:
+		return nil, nil
+	}
+	ok, err := res.acceptable(cfg, ch)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// acceptable applies the rules under which a found session may be
+// resumed: false means a full handshake, an error an abort.
+func (res *resumption) acceptable(cfg *Config, ch *clientHelloInfo) (bool, error) {
+	st := res.state
+	ok := st.Version == versionDTLS12 && st.CompressionMethod == 0 && !st.Expired(cfg.now(), cfg.maxSessionAge())
+	if ok {
+		ok = false
+		for _, s := range cfg.suites(false) {
+			if uint16(s.id) == st.CipherSuite {
+				for _, id := range ch.hello.cipherSuites {
+					ok = ok || id == st.CipherSuite
+				}
+			}
+		}
+	}
+	if ok && st.ServerName != "" {
+		ok = ch.serverName == st.ServerName
+	}
+	switch {
+	case !ok:
+		return false, nil
+	case st.ExtendedMasterSecret && !ch.offeredEMS:
+		return false, localAlert(alertHandshakeFailure, errEMSDowngrade)
+	case !st.ExtendedMasterSecret && (ch.offeredEMS || cfg.ExtendedMasterSecret == RequireExtendedMasterSecret):
+		// RFC 7627 §5.3: a full handshake upgrades the session.
+		return false, nil
+	}
+	return true, nil
+}
+
+// prepare builds the reply's ServerHello (with a fresh random) and, when the
+// ticket is due for renewal, the NewSessionTicket.
+func (res *resumption) prepare(cfg *Config, ch *clientHelloInfo) error {
+	random, err := newRandom()
+	if err != nil {
+		return localAlert(alertInternalError, err)
+	}
+	st := res.state
+	sh := serverHelloFor(ch, random, cipherSuiteByID(st.CipherSuite), st.ExtendedMasterSecret, res.sessionID)
+	if res.renew {
+		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
+		renewed := *st
+		if res.newTicket, err = cfg.issueTicket(&renewed); err != nil {
+			return err
+		}
+	}
+	// In a resumed handshake the answer names the resumed session's type
+	// and, for client_state, hands the client its ticket back.
+	if err := addAnswer(cfg, ch, sh, res.mech, res.clientTicket); err != nil {
+		return err
+	}
+	res.serverHello = sh
+	return nil
+}
+
+// replySize is the bytes of the abbreviated handshake's flight as it will
+// be sent: the prepared ServerHello and ticket, ChangeCipherSpec and
+// Finished, packed by the same code that sends them.
+func (res *resumption) replySize(cfg *Config, helloSeq uint16) (int, error) {
+	msgs := []handshakeMessage{res.serverHello}
+	if res.newTicket != nil {
+		msgs = append(msgs, res.newTicket)
+	}
+	var items []outItem
+	seq := helloSeq
+	for _, m := range msgs {
+		body, err := m.marshal()
+		if err != nil {
+			return 0, err
+		}
+		items = append(items, outItem{epoch: 0, msgType: m.typ(), seq: seq, body: body})
+		seq++
+	}
+	items = append(items, outItem{ccs: true}, outItem{epoch: 1, msgType: typeFinished, seq: seq, body: make([]byte, 12)})
+	suite := cipherSuiteByID(res.state.CipherSuite)
+	rl := newRecordLayer(0)
+	rl.write[1] = epochState{cipher: sizingCipher(suite.overhead), overhead: suite.overhead}
+	datagrams, err := packFlight(rl, items, cfg.mtu())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range datagrams {
+		n += len(d)
+	}
+	return n, nil
+}
+
+// chooseMechanism is the server's pick for a full handshake: the first
+// type in the client's order that the server allows (DESIGN.md decision 3).
+// A client without the extension implicitly offers a ticket if it sent the
+// SessionTicket extension, then a session ID (RFC 5077 §3.4, RFC 5246).
+func (cfg *Config) chooseMechanism(ch *clientHelloInfo) negotiation.Type {
+	var offered []negotiation.Type
+	if ch.offer != nil {
+		offered = ch.offer.Offered
+	} else {
+		if ch.ticketExt {
+			offered = append(offered, negotiation.SessionTicket)
+		}
+		offered = append(offered, negotiation.SessionID)
+	}
+	var allowed negotiation.Policy
+	for _, t := range offered {
+		ok := cfg.serverAllows(t)
+		switch t {
+		case negotiation.SessionTicket:
+			ok = ok && ch.ticketExt // the ticket travels in RFC 5077's messages
+		case negotiation.ClientState:
+			ok = ok && len(ch.offer.Handle) == negotiation.HandleSize
+		}
+		if ok {
+			allowed = append(allowed, t)
+		}
+	}
+	return negotiation.Select(offered, allowed)
+}
+
+// skipCookie applies DESIGN.md decision 6: no cookie exchange for a
+// resumption the server will accept whose reply stays within the
+// amplification bound. The lookup and the prepared reply are kept in first
+// for the handshake.
+func (cfg *Config) skipCookie(ctx context.Context, first *firstHello) bool {
+	if cfg.ResumptionCookie == CookieAlways {
+		return false
+	}
+	res, err := findResumption(ctx, cfg, first.info)
+	if err != nil || res == nil {
+		return false
+	}
+	if err := res.prepare(cfg, first.info); err != nil {
+		return false
+	}
+	first.res, first.resChecked = res, true
+	if cfg.ResumptionCookie == CookieNeverOnResumption {
+		return true
+	}
+	n, err := res.replySize(cfg, first.msg.seq)
+	return err == nil && float64(n) <= cfg.amplificationFactor()*float64(first.size)
+}
+
+// issueTicket seals a session into a NewSessionTicket.
+func (cfg *Config) issueTicket(st *ticketfmt.State) (*newSessionTicketMsg, error) {
+	ticket, err := cfg.TicketKeys.Seal(st, ticketfmt.LabelServer)
+	if err != nil {
+		return nil, localAlert(alertInternalError, fmt.Errorf("sealing a ticket: %w", err))
+	}
+	return &newSessionTicketMsg{lifetimeHint: uint32(st.Lifetime / time.Second), ticket: ticket}, nil
+}
+
+// storeSession keeps a full handshake's session under its new session ID.
+func (c *Conn) storeSession(ctx context.Context, sessionID []byte, st *ticketfmt.State) {
+	key := sessionIDKey(sessionID)
+	if v, err := st.Marshal(); err != nil {
+		c.cfg.logger().Warn("dtls: encoding session", "err", err)
+	} else if err := c.cfg.storePut(ctx, key, v, c.cfg.sessionLifetime()); err != nil {
+		c.cfg.logger().Warn("dtls: storing session; it will not resume", "err", err)
+	} else {
+		c.state.ResumptionStateBytes = len(key) + len(v)
+	}
+	c.state.SessionID = sessionID
+}
+
+// storeClientState keeps a client's ticket after its Finished verified.
+// A record bound to another authenticated client is never overwritten
+// (spec §6); an anonymous client can only replace an anonymous record.
+func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSessionTicketMsg, st *ticketfmt.State) {
+	key := clientStateKeyName(handle)
+	if old, err := c.cfg.storeGet(ctx, key); err == nil {
+		if rec, err := parseClientStateRecord(old); err == nil && !rec.state.Peer.Equal(&st.Peer) {
+			c.cfg.logger().Warn("dtls: client_state ticket for a handle bound to another client; not stored", "peer", c.raddr.String())
+			return
+		}
+	}
+	ttl := c.cfg.sessionLifetime()
+	if hint := time.Duration(nst.lifetimeHint) * time.Second; hint > 0 && hint < ttl {
+		ttl = hint
+	}
+	st.Lifetime = ttl
+	v, err := (&clientStateRecord{ticket: nst.ticket, state: st}).marshal()
+	if err == nil {
+		err = c.cfg.storePut(ctx, key, v, ttl)
+	}
+	if err != nil {
+		c.cfg.logger().Warn("dtls: storing a client_state record; it will not resume", "err", err)
+		return
+	}
+	c.state.ResumptionStateBytes = len(key) + len(v)
+}
+
+// sizingCipher stands in for an epoch's cipher when a flight is packed only
+// to be measured: it adds the real cipher's overhead.
+type sizingCipher int
+
+func (n sizingCipher) Encrypt(_ *recordlayer.RecordLayer, raw []byte) ([]byte, error) {
+	return append(raw, make([]byte, n)...), nil
+}
+
+func (n sizingCipher) Decrypt(recordlayer.Header, []byte) ([]byte, error) {
+	return nil, errors.New("dtls: a sizing cipher does not decrypt")
+}
