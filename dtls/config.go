@@ -230,7 +230,8 @@ func (c *Config) amplificationFactor() float64 {
 }
 
 const (
-	defaultMTU                = 1232
+	// DefaultMTU is the MTU of a Config that sets none.
+	DefaultMTU                = 1232
 	defaultRetransmitInterval = time.Second
 	defaultRetransmitMax      = 60 * time.Second
 	defaultHandshakeTimeout   = 60 * time.Second
@@ -241,7 +242,7 @@ const (
 
 func (c *Config) mtu() int {
 	if c.MTU == 0 {
-		return defaultMTU
+		return DefaultMTU
 	}
 	return c.MTU
 }

@@ -198,6 +198,13 @@ func (c *Conn) deliver(d []byte) bool {
 // unverified address would exceed the amplification bound.
 var errAmplification = errors.New("dtls: the peer's address is not verified and the datagram would exceed the amplification bound")
 
+// fitsAmplificationBound reports whether resending items to an unverified
+// peer stays within the bound.
+func (c *Conn) fitsAmplificationBound(items []outItem) bool {
+	n, err := flightSize(items, c.rl.write[1].overhead, c.cfg.mtu())
+	return err == nil && float64(c.ampSent.Load()+int64(n)) <= c.cfg.amplificationFactor()*float64(c.ampRecv.Load())
+}
+
 func (c *Conn) writeDatagram(b []byte) error {
 	if c.unverified.Load() {
 		// Until the address is verified, everything we send it stays

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
+
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -330,4 +332,32 @@ func packFlight(rl *recordLayer, items []outItem, mtu int) ([][]byte, error) {
 		return nil, err
 	}
 	return datagrams, nil
+}
+
+// flightSize is the bytes items take on the wire as packFlight packs them,
+// epoch-1 records carrying the given cipher overhead.
+func flightSize(items []outItem, overhead, mtu int) (int, error) {
+	rl := newRecordLayer(0)
+	rl.write[1] = epochState{cipher: sizingCipher(overhead), overhead: overhead}
+	datagrams, err := packFlight(rl, items, mtu)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range datagrams {
+		n += len(d)
+	}
+	return n, nil
+}
+
+// sizingCipher stands in for an epoch's cipher when a flight is packed only
+// to be measured: it adds the real cipher's overhead.
+type sizingCipher int
+
+func (n sizingCipher) Encrypt(_ *recordlayer.RecordLayer, raw []byte) ([]byte, error) {
+	return append(raw, make([]byte, n)...), nil
+}
+
+func (n sizingCipher) Decrypt(recordlayer.Header, []byte) ([]byte, error) {
+	return nil, errors.New("dtls: a sizing cipher does not decrypt")
 }

@@ -94,6 +94,11 @@ func (c *Conn) addTranscript(msgType uint8, seq uint16, body []byte) {
 // errHandshakeTimeout ends a handshake whose peer stopped answering.
 var errHandshakeTimeout = errors.New("dtls: handshake timed out")
 
+// errUnverifiedSilent ends a cookie-less handshake whose peer neither
+// answered our flight nor repeated its own before the retransmission timer,
+// when the amplification bound allows no retransmission.
+var errUnverifiedSilent = errors.New("dtls: a peer without a cookie did not answer, and the amplification bound allows no retransmission")
+
 // readHandshake returns the next handshake message in order, retransmitting
 // the last flight whenever its timer fires or the peer repeats its own
 // flight.
@@ -123,7 +128,17 @@ func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
 				c.handleDatagram(d)
 			}
 		case <-timer.C:
-			if err := c.resendFlight(); err != nil {
+			if c.unverified.Load() && !c.fitsAmplificationBound(hs.flight) {
+				// The peer has not shown it is reachable and its bytes
+				// allow no retransmission. A peer that lost our flight
+				// repeats its hello, which lets us resend; one that stayed
+				// silent for a whole interval since we last sent is given
+				// up, so a replayed hello holds no state for long
+				// (docs/decisions.md, "Amplification").
+				if time.Since(hs.lastSend) >= interval {
+					return handshakeMsg{}, errUnverifiedSilent
+				}
+			} else if err := c.resendFlight(); err != nil {
 				return handshakeMsg{}, err
 			}
 			interval = min(interval*2, c.cfg.retransmitMax())

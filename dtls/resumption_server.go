@@ -8,7 +8,6 @@ import (
 
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/ticketfmt"
-	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 )
 
 // The server's side of resumption: which session a ClientHello resumes
@@ -227,18 +226,7 @@ func (res *resumption) replySize(cfg *Config, helloSeq uint16) (int, error) {
 		seq++
 	}
 	items = append(items, outItem{ccs: true}, outItem{epoch: 1, msgType: typeFinished, seq: seq, body: make([]byte, 12)})
-	suite := cipherSuiteByID(res.state.CipherSuite)
-	rl := newRecordLayer(0)
-	rl.write[1] = epochState{cipher: sizingCipher(suite.overhead), overhead: suite.overhead}
-	datagrams, err := packFlight(rl, items, cfg.mtu())
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, d := range datagrams {
-		n += len(d)
-	}
-	return n, nil
+	return flightSize(items, cipherSuiteByID(res.state.CipherSuite).overhead, cfg.mtu())
 }
 
 // chooseMechanism is the server's pick for a full handshake: the first
@@ -341,16 +329,4 @@ func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSess
 		return
 	}
 	c.state.ResumptionStateBytes = len(key) + len(v)
-}
-
-// sizingCipher stands in for an epoch's cipher when a flight is packed only
-// to be measured: it adds the real cipher's overhead.
-type sizingCipher int
-
-func (n sizingCipher) Encrypt(_ *recordlayer.RecordLayer, raw []byte) ([]byte, error) {
-	return append(raw, make([]byte, n)...), nil
-}
-
-func (n sizingCipher) Decrypt(recordlayer.Header, []byte) ([]byte, error) {
-	return nil, errors.New("dtls: a sizing cipher does not decrypt")
 }

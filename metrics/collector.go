@@ -34,6 +34,8 @@ var (
 		[]string{"result"}, nil)
 	descTicketsSealed = prometheus.NewDesc("dtlsresume_tickets_sealed_total",
 		"Session tickets the server's key rings sealed.", nil, nil)
+	descLimits = prometheus.NewDesc("dtlsresume_limits_reached_total",
+		"Times a server's resource limit (connections, handshakes, handshakes_per_ip, accept_backlog, handshake_memory, inbound_bytes, amplification) turned a newcomer away or dropped a datagram, by limit.", []string{"limit"}, nil)
 )
 
 // collector exports a Metrics' counters.
@@ -41,7 +43,7 @@ type collector struct{ m *Metrics }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHandshakes, descDatagrams, descBytes, descDuration, descStoreOps,
-		descStoreErrors, descAttempts, descLookups, descTicketOpens, descTicketsSealed} {
+		descStoreErrors, descAttempts, descLookups, descTicketOpens, descTicketsSealed, descLimits} {
 		ch <- d
 	}
 }
@@ -92,4 +94,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTicketOpens, s.Tickets.UnknownKey, "unknown_key")
 	counter(descTicketOpens, s.Tickets.Rejected, "rejected")
 	counter(descTicketsSealed, s.Tickets.Sealed)
+	for l, n := range s.Limits {
+		counter(descLimits, n, l)
+	}
 }

@@ -107,6 +107,9 @@ type Snapshot struct {
 	Store      map[StoreKey]StoreOps
 	Lookups    map[LookupKey]Lookups
 	Tickets    TicketOpens
+	// Limits counts, by dtls.Limit, the times a server's resource limit
+	// turned a newcomer away or dropped a datagram.
+	Limits map[string]uint64
 }
 
 // HandshakeCount adds up the handshakes matching the non-empty fields of k.
@@ -187,6 +190,7 @@ type Metrics struct {
 	durations  map[string]*histogram
 	store      map[StoreKey]*StoreOps
 	lookups    map[LookupKey]*Lookups
+	limits     map[string]uint64
 	rings      []*ticketfmt.KeyRing
 
 	gatherer prometheus.Gatherer
@@ -203,6 +207,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		durations:  make(map[string]*histogram),
 		store:      make(map[StoreKey]*StoreOps),
 		lookups:    make(map[LookupKey]*Lookups),
+		limits:     make(map[string]uint64),
+	}
+	for _, l := range dtls.Limits() {
+		m.limits[string(l)] = 0
 	}
 	c := &collector{m: m}
 	if reg == nil {
@@ -219,6 +227,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.gatherer = r
 	}
 	return m
+}
+
+// ObserveLimit counts a reached resource limit; it has the signature of
+// dtls.Config.LimitObserver.
+func (m *Metrics) ObserveLimit(l dtls.Limit) {
+	m.mu.Lock()
+	m.limits[string(l)]++
+	m.mu.Unlock()
 }
 
 // Observe records a handshake; it has the signature of
@@ -298,6 +314,10 @@ func (m *Metrics) Snapshot() Snapshot {
 		Durations:  make(map[string]Duration, len(m.durations)),
 		Store:      make(map[StoreKey]StoreOps, len(m.store)),
 		Lookups:    make(map[LookupKey]Lookups, len(m.lookups)),
+		Limits:     make(map[string]uint64, len(m.limits)),
+	}
+	for k, v := range m.limits {
+		s.Limits[k] = v
 	}
 	for k, v := range m.attempts {
 		s.Attempts[k] = *v

@@ -18,7 +18,7 @@ import (
 )
 
 func cmdListen(args []string, stdout, stderr io.Writer) error {
-	l, _, logger, cleanup, err := startServer("listen", defaultAddr, args, stdout, stderr)
+	l, cfg, logger, cleanup, err := startServer("listen", defaultAddr, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -40,15 +40,25 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 			}
 			return err
 		}
-		go serveEcho(c.(*dtls.Conn), logger)
+		go serveEcho(c.(*dtls.Conn), echoBufferSize(cfg), logger)
 	}
+}
+
+// echoBufferSize is the read buffer of one echo connection: the MTU, since
+// a reply never carries more than one datagram. A 64 KiB buffer per
+// connection was most of a held connection's resident memory.
+func echoBufferSize(cfg *dtls.Config) int {
+	if cfg.MTU > 0 {
+		return cfg.MTU
+	}
+	return dtls.DefaultMTU
 }
 
 // serveEcho answers every datagram with the same bytes until the peer
 // closes.
-func serveEcho(c *dtls.Conn, logger *slog.Logger) {
+func serveEcho(c *dtls.Conn, bufSize int, logger *slog.Logger) {
 	defer c.Close()
-	buf := make([]byte, 64*1024)
+	buf := make([]byte, bufSize)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {

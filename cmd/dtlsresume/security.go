@@ -36,6 +36,41 @@ type securityFlags struct {
 	storeSpec, storeKey, metricsAddr             string
 	mtu                                          int
 	retransmit, timeout                          time.Duration
+	limits                                       limitFlags
+}
+
+// limitFlags are a server's per-peer resource limits (dtls.Config's Max…
+// fields); zero keeps the library's default.
+type limitFlags struct {
+	conns, handshakes, handshakesPerIP, handshakeMemory, inboundBytes, backlog int
+	cookieLifetime                                                             time.Duration
+}
+
+func (f *limitFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.conns, "max-conns", dtls.DefaultMaxConnections, "most associations (connections and handshakes) at once")
+	fs.IntVar(&f.handshakes, "max-handshakes", dtls.DefaultMaxHandshakes, "most handshakes running at once")
+	fs.IntVar(&f.handshakesPerIP, "max-handshakes-per-ip", dtls.DefaultMaxHandshakesPerIP, "most handshakes running at once from one IP address")
+	fs.IntVar(&f.handshakeMemory, "max-handshake-memory", dtls.DefaultMaxHandshakeMemory, "bytes of handshake fragments one handshake may hold (4096 at most before a cookie)")
+	fs.IntVar(&f.inboundBytes, "max-inbound-bytes", dtls.DefaultMaxInboundBytes, "bytes of received datagrams one connection queues before they are read")
+	fs.IntVar(&f.backlog, "accept-backlog", dtls.DefaultAcceptBacklog, "completed connections waiting to be accepted; more are closed")
+	fs.DurationVar(&f.cookieLifetime, "cookie-lifetime", dtls.DefaultCookieLifetime, "how long a HelloVerifyRequest cookie stays valid")
+}
+
+func (f *limitFlags) apply(cfg *dtls.Config) error {
+	for name, v := range map[string]int{"--max-conns": f.conns, "--max-handshakes": f.handshakes,
+		"--max-handshakes-per-ip": f.handshakesPerIP, "--max-handshake-memory": f.handshakeMemory,
+		"--max-inbound-bytes": f.inboundBytes, "--accept-backlog": f.backlog} {
+		if v <= 0 {
+			return usagef("%s %d: must be positive", name, v)
+		}
+	}
+	if f.cookieLifetime <= 0 {
+		return usagef("--cookie-lifetime %v: must be positive", f.cookieLifetime)
+	}
+	cfg.MaxConnections, cfg.MaxHandshakes, cfg.MaxHandshakesPerIP = f.conns, f.handshakes, f.handshakesPerIP
+	cfg.MaxHandshakeMemory, cfg.MaxInboundBytes, cfg.AcceptBacklog = f.handshakeMemory, f.inboundBytes, f.backlog
+	cfg.CookieLifetime = f.cookieLifetime
+	return nil
 }
 
 func (s *securityFlags) register(fs *flag.FlagSet, client bool) {
@@ -180,12 +215,16 @@ func (s *securityFlags) registerServer(fs *flag.FlagSet) {
 	fs.StringVar(&s.storeSpec, "store", "memory", storeFlagUsage)
 	fs.StringVar(&s.storeKey, "store-key", "", storeKeyFlagUsage)
 	fs.StringVar(&s.metricsAddr, "metrics", "", "serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9100)")
+	s.limits.register(fs)
 }
 
 // setupServer opens the session store and ticket keys, installs metrics
 // and a handshake log line, and serves the metrics when asked. The returned
 // function releases all of it; call it after the listener is closed.
 func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdout io.Writer) (func(), error) {
+	if err := s.limits.apply(cfg); err != nil {
+		return nil, err
+	}
 	key, err := parseStoreKey(s.storeKey)
 	if err != nil {
 		return nil, err
@@ -212,6 +251,7 @@ func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdou
 		logger.Info("handshake complete", "suite", st.CipherSuite.String(), "resumed", st.Resumed,
 			"resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
 	}
+	cfg.LimitObserver = m.ObserveLimit
 	shutdown := func(context.Context) error { return nil }
 	if s.metricsAddr != "" {
 		addr, sd, err := m.Serve(s.metricsAddr, logger)
