@@ -135,6 +135,7 @@ func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
 				// silent for a whole interval since we last sent is given
 				// up, so a replayed hello holds no state for long
 				// (docs/decisions.md, "Amplification").
+				c.cfg.noteLimit(LimitAmplification, c.raddr)
 				if time.Since(hs.lastSend) >= interval {
 					return handshakeMsg{}, errUnverifiedSilent
 				}

@@ -57,7 +57,14 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	c.first = nil
 	limit := c.cfg.maxHandshakeMemory()
 	if !first.verified {
+		// A peer that skipped the cookie exchange needs to send us
+		// little (an abbreviated handshake's last flight) and has not
+		// shown it is reachable: it gets less memory and less time
+		// (docs/decisions.md, "Resource model").
 		limit = min(limit, unverifiedHandshakeMemory)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, unverifiedHandshakeIntervals*c.cfg.retransmitInterval())
+		defer cancel()
 	}
 	hs := &serverHandshakeState{c: c, ch: first.info, hello: first.info.hello, handshakeTransport: newHandshakeTransport(limit)}
 	c.hs = &hs.handshakeTransport

@@ -55,6 +55,11 @@ const (
 	// whose peer skipped the cookie exchange (an abbreviated handshake
 	// needs at most a client_state ticket and a Finished from it).
 	unverifiedHandshakeMemory = 4 << 10
+	// unverifiedHandshakeIntervals bounds the life of such a handshake, in
+	// initial retransmission intervals: long enough for three of our
+	// retransmissions, after which a client that lost them starts over
+	// with its own.
+	unverifiedHandshakeIntervals = 8
 )
 
 func orDefault[T int | time.Duration](v, def T) T {

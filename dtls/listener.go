@@ -120,7 +120,7 @@ func (l *Listener) route(addr net.Addr, d []byte) {
 		return
 	}
 	for _, c := range []*Conn{succ, conn} {
-		if c != nil && c.helloRandom == hello.random {
+		if cookieOK && c != nil && c.helloRandom == hello.random {
 			return // a late copy of the hello that made this connection
 		}
 	}
