@@ -50,6 +50,7 @@ func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
 		accept:     make(chan *Conn, cfg.acceptBacklog()),
 		lookups:    make(chan lookupJob, lookupQueue),
 		pending:    make(map[string][32]byte),
+		unverified: newUnverifiedResumptions(cfg.cookieLifetime()),
 		closed:     make(chan struct{}),
 	}
 	l.serve()

@@ -360,7 +360,7 @@ func (c *countingRawEnd) drain(d time.Duration) int {
 
 // resumptionHello is the datagram of a cookie-less ClientHello that
 // resumes s by ticket: what an attacker replays from other addresses.
-func resumptionHello(t *testing.T, s rawSession) []byte {
+func resumptionHello(t testing.TB, s rawSession) []byte {
 	h := newClientHello(t, pskClientConfig())
 	h.sessionID = make([]byte, 32)
 	if _, err := rand.Read(h.sessionID); err != nil {
@@ -395,8 +395,8 @@ func TestAmplificationBoundForUnverifiedAddress(t *testing.T) {
 		cfg.AmplificationFactor = factor
 		lc := countLimits(cfg)
 		l := startEchoServer(t, cfg)
-		hello := resumptionHello(t, rawTicketSession(t, l))
 		for _, withBomb := range []bool{false, true} {
+			hello := resumptionHello(t, rawTicketSession(t, l))
 			a := &countingRawEnd{rawEnd: startRawClient(t, l)}
 			a.sendRaw(hello)
 			// The reply shows the handshake runs; then it must be let go.
@@ -684,5 +684,40 @@ func TestSuccessorReplacesOnlyWhenComplete(t *testing.T) {
 	again.sendApp([]byte("new one"))
 	if got := again.readApp(); string(got) != "new one" {
 		t.Fatalf("the new connection: %q", got)
+	}
+}
+
+// TestReplayedResumptionHelloGetsACookie: one captured cookie-less
+// resumption hello replayed from many addresses starts one handshake; the
+// other copies get a HelloVerifyRequest while it runs, and for the cookie
+// lifetime after it failed. The genuine client, which completes its
+// resumptions, skips the cookie every time (TestClientStateResumption).
+func TestReplayedResumptionHelloGetsACookie(t *testing.T) {
+	cfg := pskServerConfig()
+	cfg.RetransmitInterval = 20 * time.Millisecond
+	l := startEchoServer(t, cfg)
+	hello := resumptionHello(t, rawTicketSession(t, l))
+	replay := func() uint8 {
+		e := startRawClient(t, l)
+		e.send(hello)
+		buf := make([]byte, 2048)
+		_ = e.conn.SetReadDeadline(time.Now().Add(rawTimeout))
+		n, _, err := e.conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return firstHandshakeType(buf[:n])
+	}
+	if typ := replay(); typ != typeServerHello {
+		t.Fatalf("the first copy got handshake type %d, want a ServerHello", typ)
+	}
+	for i := range 5 {
+		if typ := replay(); typ != typeHelloVerifyRequest {
+			t.Fatalf("copy %d while the first runs got handshake type %d, want a HelloVerifyRequest", i, typ)
+		}
+	}
+	waitFor(t, "the unanswered handshake to be given up", func() bool { return l.Stats().Handshakes == 0 })
+	if typ := replay(); typ != typeHelloVerifyRequest {
+		t.Fatalf("a copy after the first failed got handshake type %d, want a HelloVerifyRequest", typ)
 	}
 }

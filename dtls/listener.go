@@ -36,6 +36,9 @@ type Listener struct {
 	handshakes int            // running handshakes
 	perIP      map[string]int // running handshakes per source IP
 	pending    map[string][32]byte
+	// unverified holds the sessions with a cookie-less resumption running
+	// or recently failed.
+	unverified *unverifiedResumptions
 	accept     chan *Conn
 	lookups    chan lookupJob
 	closed     chan struct{}
@@ -131,7 +134,8 @@ func (l *Listener) route(addr net.Addr, d []byte) {
 	}
 	// A peer with a live association must show it is reachable with a
 	// cookie before a new handshake may replace it (RFC 6347 §4.2.8).
-	if conn != nil || l.cfg.ResumptionCookie == CookieAlways || !first.info.asksToResume() || l.atHandshakeLimit(addr) {
+	if conn != nil || l.cfg.ResumptionCookie == CookieAlways || !first.info.asksToResume() ||
+		l.unverified.blocked(first.info.resumptionKey(), l.cfg.now()) || l.atHandshakeLimit(addr) {
 		l.sendHelloVerifyRequest(addr, key, first)
 		return
 	}
@@ -226,13 +230,18 @@ func (l *Listener) lookupWorker() {
 			ctx, cancel := context.WithTimeout(context.Background(), resumptionLookupTimeout)
 			skip := l.cfg.skipCookie(ctx, job.first)
 			cancel()
+			// One cookie-less resumption per session at a time: the
+			// rest are replays until they prove their address.
+			skip = skip && l.unverified.start(job.first.info.resumptionKey(), l.cfg.now())
 			l.mu.Lock()
 			if l.pending[job.key] == job.first.info.hello.random {
 				delete(l.pending, job.key)
 			}
 			l.mu.Unlock()
 			if skip {
-				l.begin(job.addr, job.key, job.first)
+				if !l.begin(job.addr, job.key, job.first) {
+					l.unverified.end(job.first.info.resumptionKey(), true, l.cfg.now())
+				}
 			} else {
 				l.sendHelloVerifyRequest(job.addr, job.key, job.first)
 			}
@@ -262,8 +271,9 @@ func isInitialClientHello(d []byte) bool {
 // cookie gets a HelloVerifyRequest and one with a cookie is dropped (it
 // retransmits on its own timer). A hello without a cookie never displaces
 // an association, and one with a cookie only becomes a successor that
-// replaces the association when its handshake completes.
-func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
+// replaces the association when its handshake completes. It reports whether
+// the handshake started.
+func (l *Listener) begin(addr net.Addr, key string, first *firstHello) bool {
 	c := newConn(l.pconn, addr, l.cfg, false)
 	c.first = first
 	c.helloRandom = first.info.hello.random
@@ -281,20 +291,20 @@ func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
 	switch {
 	case old != nil && old.helloRandom == c.helloRandom, oldSucc != nil && oldSucc.helloRandom == c.helloRandom:
 		l.mu.Unlock()
-		return // a copy of the hello whose connection exists
+		return false // a copy of the hello whose connection exists
 	case old != nil && !first.verified:
 		// A lookup that ended after a connection was made from this
 		// address never replaces it.
 		l.mu.Unlock()
 		l.sendHelloVerifyRequest(addr, key, first)
-		return
+		return false
 	}
 	if lim := l.limitLocked(addr); lim != "" {
 		l.mu.Unlock()
 		if !first.verified {
 			l.sendHelloVerifyRequest(addr, key, first)
 		}
-		return
+		return false
 	}
 	if old != nil {
 		l.successors[key] = c
@@ -312,6 +322,9 @@ func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
 	go func() {
 		defer l.wg.Done()
 		err := c.HandshakeContext(context.Background())
+		if !first.verified {
+			l.unverified.end(first.info.resumptionKey(), err == nil, l.cfg.now())
+		}
 		l.mu.Lock()
 		l.handshakes--
 		if l.perIP[ip]--; l.perIP[ip] <= 0 {
@@ -342,6 +355,7 @@ func (l *Listener) begin(addr net.Addr, key string, first *firstHello) {
 			c.Close()
 		}
 	}()
+	return true
 }
 
 // forget removes a closed connection from the listener's tables.
