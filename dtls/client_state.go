@@ -17,7 +17,7 @@ import (
 
 // clientStateKey is the client's key for sealing its own tickets: the
 // configured ClientStateKey, else one derived from the long-term credential
-// (DESIGN.md decision 4), so a device needs nothing it does not already hold.
+// (docs/decisions.md 25), so a device needs nothing it does not already hold.
 func (c *Config) clientStateKey() ([ticketfmt.KeySize]byte, error) {
 	var key [ticketfmt.KeySize]byte
 	if c.ClientStateKey != nil {

@@ -99,7 +99,7 @@ type Config struct {
 	// extension (a plain RFC 5246/5077 client). On a server it is the list
 	// of mechanisms it allows; nil allows every one its configuration
 	// supports. The server picks the first mechanism in the client's order
-	// that it allows (DESIGN.md decision 3).
+	// that it allows (docs/decisions.md 21-22).
 	Resumption []negotiation.Type
 	// ResumptionExtensionType is the extension's codepoint, which both
 	// peers must agree on; default negotiation.DefaultCodepoint (0xFF42).
@@ -131,7 +131,7 @@ type Config struct {
 	// address when ServerName is empty.
 	ClientSessionCache ClientSessionCache
 	// ResumptionCookie says when a server may skip the HelloVerifyRequest
-	// for a resumption it will accept (DESIGN.md decision 6).
+	// for a resumption it will accept (docs/decisions.md 18).
 	ResumptionCookie CookiePolicy
 	// AmplificationFactor bounds, under the default CookiePolicy, the
 	// server's cookie-less reply flight as a multiple of the ClientHello

@@ -230,7 +230,7 @@ func (res *resumption) replySize(cfg *Config, helloSeq uint16) (int, error) {
 }
 
 // chooseMechanism is the server's pick for a full handshake: the first
-// type in the client's order that the server allows (DESIGN.md decision 3).
+// type in the client's order that the server allows (docs/decisions.md 21-22).
 // A client without the extension implicitly offers a ticket if it sent the
 // SessionTicket extension, then a session ID (RFC 5077 §3.4, RFC 5246).
 func (cfg *Config) chooseMechanism(ch *clientHelloInfo) negotiation.Type {
@@ -259,7 +259,7 @@ func (cfg *Config) chooseMechanism(ch *clientHelloInfo) negotiation.Type {
 	return negotiation.Select(offered, allowed)
 }
 
-// skipCookie applies DESIGN.md decision 6: no cookie exchange for a
+// skipCookie applies docs/decisions.md 18: no cookie exchange for a
 // resumption the server will accept whose reply stays within the
 // amplification bound. The lookup and the prepared reply are kept in first
 // for the handshake.
