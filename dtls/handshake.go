@@ -39,7 +39,8 @@ type handshakeTransport struct {
 // newHandshakeTransport starts the handshake transport of a connection
 // whose reassembly memory is capped at limit bytes.
 func newHandshakeTransport(limit int) handshakeTransport {
-	return handshakeTransport{reasm: reassembler{budget: limit}}
+	// Most transcripts (a PSK handshake, any resumption) fit 512 bytes.
+	return handshakeTransport{reasm: reassembler{budget: limit}, transcript: make([]byte, 0, 512)}
 }
 
 // sendFlight packs and sends a flight and keeps it for retransmission.
@@ -188,6 +189,14 @@ func (f *flight) add(m handshakeMessage, epoch uint16) error {
 	f.c.addTranscript(it.msgType, it.seq, it.body)
 	f.items = append(f.items, it)
 	return nil
+}
+
+// addPrepared adds a message encoded and numbered beforehand (the reply
+// of a resumption, prepared before the cookie decision).
+func (f *flight) addPrepared(it outItem) {
+	f.c.hs.sendSeq = it.seq + 1
+	f.c.addTranscript(it.msgType, it.seq, it.body)
+	f.items = append(f.items, it)
 }
 
 // send sends the flight and keeps it for retransmission.

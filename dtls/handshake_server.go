@@ -59,12 +59,9 @@ func (c *Conn) serverHandshake(ctx context.Context) error {
 	if !first.verified {
 		// A peer that skipped the cookie exchange needs to send us
 		// little (an abbreviated handshake's last flight) and has not
-		// shown it is reachable: it gets less memory and less time
-		// (docs/decisions.md, "Resource model").
+		// shown it is reachable: it gets less memory, and less time
+		// (handshakeTimeout; docs/decisions.md 35, 37).
 		limit = min(limit, unverifiedHandshakeMemory)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, unverifiedHandshakeIntervals*c.cfg.retransmitInterval())
-		defer cancel()
 	}
 	hs := &serverHandshakeState{c: c, ch: first.info, hello: first.info.hello, handshakeTransport: newHandshakeTransport(limit)}
 	c.hs = &hs.handshakeTransport
@@ -121,7 +118,7 @@ func (hs *serverHandshakeState) processClientHello(ctx context.Context, first *f
 	}
 	if res != nil {
 		if res.serverHello == nil {
-			if err := res.prepare(c.cfg, ch); err != nil {
+			if err := res.prepare(c.cfg, ch, first.msg.seq); err != nil {
 				return err
 			}
 		}
@@ -141,13 +138,8 @@ func (hs *serverHandshakeState) resume(ctx context.Context) error {
 	hs.suite = cipherSuiteByID(st.CipherSuite)
 	hs.ems = st.ExtendedMasterSecret
 	fl := c.newFlight()
-	if err := fl.add(res.serverHello, 0); err != nil {
-		return err
-	}
-	if res.newTicket != nil {
-		if err := fl.add(res.newTicket, 0); err != nil {
-			return err
-		}
+	for _, it := range res.reply {
+		fl.addPrepared(it)
 	}
 	ms := st.MasterSecret[:]
 	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {

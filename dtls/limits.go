@@ -83,6 +83,15 @@ func (c *Config) cookieLifetime() time.Duration {
 	return orDefault(c.CookieLifetime, DefaultCookieLifetime)
 }
 
+// handshakeTimeoutFor is how long a server handshake may take: less for
+// one whose peer skipped the cookie exchange (docs/decisions.md 37).
+func (c *Config) handshakeTimeoutFor(verified bool) time.Duration {
+	if verified {
+		return c.handshakeTimeout()
+	}
+	return min(c.handshakeTimeout(), unverifiedHandshakeIntervals*c.retransmitInterval())
+}
+
 // noteLimit reports a limit that was reached: to LimitObserver, and in a
 // log line at most once per second per limit, with the count of the ones
 // not logged.

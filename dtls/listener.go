@@ -321,7 +321,9 @@ func (l *Listener) begin(addr net.Addr, key string, first *firstHello) bool {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		err := c.HandshakeContext(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.handshakeTimeoutFor(first.verified))
+		err := c.HandshakeContext(ctx)
+		cancel()
 		if !first.verified {
 			l.unverified.end(first.info.resumptionKey(), err == nil, l.cfg.now())
 		}

@@ -29,11 +29,12 @@ type resumption struct {
 	// value in its SessionStore; 0 for tickets).
 	storedBytes int
 
-	// serverHello and newTicket are the reply's messages, built once by
-	// prepare: the cookie decision measures them and the handshake sends
-	// them.
+	// serverHello is the reply's ServerHello and reply its handshake
+	// messages (ServerHello and, when renewing, NewSessionTicket) with their
+	// message_seq, encoded once by prepare: the cookie decision measures
+	// them and the handshake sends them.
 	serverHello *serverHelloMsg
-	newTicket   *newSessionTicketMsg
+	reply       []outItem
 }
 
 // errEMSDowngrade is RFC 7627 §5.3: a session made with the extended master
@@ -61,8 +62,11 @@ const storeTimeout = 500 * time.Millisecond
 
 // storeGet and storePut call the SessionStore under storeTimeout.
 func (cfg *Config) storeGet(ctx context.Context, key []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > storeTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+	}
 	v, err := cfg.SessionStore.Get(ctx, key)
 	if err != nil && ctx.Err() != nil {
 		cfg.logger().Warn("dtls: session store lookup timed out; full handshake", "err", err)
@@ -182,21 +186,25 @@ func (res *resumption) acceptable(cfg *Config, ch *clientHelloInfo) (bool, error
 	return true, nil
 }
 
-// prepare builds the reply's ServerHello (with a fresh random) and, when the
-// ticket is due for renewal, the NewSessionTicket.
-func (res *resumption) prepare(cfg *Config, ch *clientHelloInfo) error {
+// prepare builds the reply's ServerHello (with a fresh random) and, when
+// the ticket is due for renewal, the NewSessionTicket, numbered from the
+// ClientHello's message_seq.
+func (res *resumption) prepare(cfg *Config, ch *clientHelloInfo, helloSeq uint16) error {
 	random, err := newRandom()
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
 	st := res.state
 	sh := serverHelloFor(ch, random, cipherSuiteByID(st.CipherSuite), st.ExtendedMasterSecret, res.sessionID)
+	msgs := []handshakeMessage{sh}
 	if res.renew {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
 		renewed := *st
-		if res.newTicket, err = cfg.issueTicket(&renewed); err != nil {
+		nst, err := cfg.issueTicket(&renewed)
+		if err != nil {
 			return err
 		}
+		msgs = append(msgs, nst)
 	}
 	// In a resumed handshake the answer names the resumed session's type
 	// and, for client_state, hands the client its ticket back.
@@ -204,28 +212,23 @@ func (res *resumption) prepare(cfg *Config, ch *clientHelloInfo) error {
 		return err
 	}
 	res.serverHello = sh
+	res.reply = res.reply[:0]
+	for i, m := range msgs {
+		body, err := m.marshal()
+		if err != nil {
+			return localAlert(alertInternalError, err)
+		}
+		res.reply = append(res.reply, outItem{epoch: 0, msgType: m.typ(), seq: helloSeq + uint16(i), body: body})
+	}
 	return nil
 }
 
 // replySize is the bytes of the abbreviated handshake's flight as it will
-// be sent: the prepared ServerHello and ticket, ChangeCipherSpec and
-// Finished, packed by the same code that sends them.
-func (res *resumption) replySize(cfg *Config, helloSeq uint16) (int, error) {
-	msgs := []handshakeMessage{res.serverHello}
-	if res.newTicket != nil {
-		msgs = append(msgs, res.newTicket)
-	}
-	var items []outItem
-	seq := helloSeq
-	for _, m := range msgs {
-		body, err := m.marshal()
-		if err != nil {
-			return 0, err
-		}
-		items = append(items, outItem{epoch: 0, msgType: m.typ(), seq: seq, body: body})
-		seq++
-	}
-	items = append(items, outItem{ccs: true}, outItem{epoch: 1, msgType: typeFinished, seq: seq, body: make([]byte, 12)})
+// be sent: the prepared messages, ChangeCipherSpec and Finished, packed by
+// the same code that sends them.
+func (res *resumption) replySize(cfg *Config) (int, error) {
+	items := append(append([]outItem(nil), res.reply...), outItem{ccs: true},
+		outItem{epoch: 1, msgType: typeFinished, seq: res.reply[len(res.reply)-1].seq + 1, body: make([]byte, 12)})
 	return flightSize(items, cipherSuiteByID(res.state.CipherSuite).overhead, cfg.mtu())
 }
 
@@ -271,14 +274,14 @@ func (cfg *Config) skipCookie(ctx context.Context, first *firstHello) bool {
 	if err != nil || res == nil {
 		return false
 	}
-	if err := res.prepare(cfg, first.info); err != nil {
+	if err := res.prepare(cfg, first.info, first.msg.seq); err != nil {
 		return false
 	}
 	first.res, first.resChecked = res, true
 	if cfg.ResumptionCookie == CookieNeverOnResumption {
 		return true
 	}
-	n, err := res.replySize(cfg, first.msg.seq)
+	n, err := res.replySize(cfg)
 	return err == nil && float64(n) <= cfg.amplificationFactor()*float64(first.size)
 }
 
