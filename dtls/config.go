@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/negotiation"
@@ -179,6 +181,13 @@ type Config struct {
 	// secret is ever logged.
 	Logger *slog.Logger
 
+	// KeyLogWriter, if set, receives each connection's master secret in
+	// the NSS key log format ("CLIENT_RANDOM <client random> <master
+	// secret>", hex), which Wireshark reads to decrypt a capture. It
+	// defeats the security of every connection it logs: use it only to
+	// debug. Writes are serialised across connections sharing the Config.
+	KeyLogWriter io.Writer
+
 	// Time returns the current time; nil means time.Now.
 	Time func() time.Time
 
@@ -287,6 +296,23 @@ func (c *Config) now() time.Time {
 		return c.Time()
 	}
 	return time.Now()
+}
+
+// keyLogMu serialises KeyLogWriter writes, which come from every
+// connection's handshake goroutine.
+var keyLogMu sync.Mutex
+
+// writeKeyLog writes one NSS key log line for a connection, if asked to.
+func (c *Config) writeKeyLog(clientRandom [32]byte, ms []byte) {
+	if c.KeyLogWriter == nil {
+		return
+	}
+	line := fmt.Sprintf("CLIENT_RANDOM %x %x\n", clientRandom[:], ms)
+	keyLogMu.Lock()
+	defer keyLogMu.Unlock()
+	if _, err := io.WriteString(c.KeyLogWriter, line); err != nil {
+		c.logger().Warn("dtls: writing the key log", "err", err)
+	}
 }
 
 func (c *Config) logger() *slog.Logger {

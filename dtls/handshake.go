@@ -248,6 +248,7 @@ func (c *Conn) setSessionKeys(s *cipherSuite, ms []byte, clientRandom, serverRan
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
+	c.cfg.writeKeyLog(clientRandom, ms)
 	c.installKeys(rc, s.overhead)
 	return nil
 }

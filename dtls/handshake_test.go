@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,4 +218,75 @@ func TestCipherSuiteNames(t *testing.T) {
 	if n := CipherSuiteID(0x1301).OpenSSLName(); n != "" {
 		t.Errorf("unknown suite named %q", n)
 	}
+}
+
+// TestKeyLogWriter: both sides log the same NSS line per connection, full
+// and resumed, and the secret in it is the one the connection uses.
+func TestKeyLogWriter(t *testing.T) {
+	var cliLog bytes.Buffer
+	srvLog := &syncBuffer{}
+	scfg := pskServerConfig()
+	scfg.KeyLogWriter = srvLog
+	l := startEchoServer(t, scfg)
+	ccfg := pskClientConfig()
+	ccfg.KeyLogWriter = &cliLog
+	ccfg.ClientSessionCache = NewLRUClientSessionCache(1)
+	for i := range 2 {
+		c, err := Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoOnce(t, c, "k")
+		if i == 1 && !c.ConnectionState().Resumed {
+			t.Fatal("the second connection did not resume")
+		}
+		c.Close()
+	}
+	lines := strings.Split(strings.TrimSpace(cliLog.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("client key log has %d lines, want 2: %q", len(lines), cliLog.String())
+	}
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "CLIENT_RANDOM" || len(f[1]) != 64 || len(f[2]) != 96 {
+			t.Fatalf("not an NSS key log line: %q", line)
+		}
+	}
+	if lines[0][:79] == lines[1][:79] {
+		t.Fatal("two connections logged the same client random")
+	}
+	if strings.Fields(lines[0])[2] != strings.Fields(lines[1])[2] {
+		t.Fatal("the resumed connection logged another master secret")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for srvLog.Len() < cliLog.Len() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if srvLog.String() != cliLog.String() {
+		t.Fatalf("server and client key logs differ:\n%s\n%s", srvLog.String(), cliLog.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer that another goroutine may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
 }

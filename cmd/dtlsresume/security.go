@@ -32,7 +32,7 @@ const (
 type securityFlags struct {
 	addr, psk, cert, key, ca, suites, serverName string
 	insecure                                     bool
-	resumption, clientStateKey                   string
+	resumption, clientStateKey, keyLog           string
 	storeSpec, storeKey, metricsAddr             string
 	mtu                                          int
 	retransmit, timeout                          time.Duration
@@ -102,6 +102,7 @@ func (s *securityFlags) registerSecurity(fs *flag.FlagSet, client bool) {
 	if client {
 		fs.StringVar(&s.clientStateKey, "client-state-key", "", "16-byte hex key for client_state tickets (default: derived from the PSK or --key)")
 	}
+	fs.StringVar(&s.keyLog, "keylog", "", "append each connection's master secret to FILE in the NSS key log format, for Wireshark (default $SSLKEYLOGFILE; debugging only)")
 	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256)")
 	fs.StringVar(&s.key, "key", "", "PEM private key for --cert")
 }
@@ -139,6 +140,9 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 	cfg := &dtls.Config{MTU: s.mtu, RetransmitInterval: s.retransmit}
 	if s.mtu != 0 && s.mtu < 256 {
 		return nil, usagef("--mtu %d: at least 256", s.mtu)
+	}
+	if err := s.openKeyLog(cfg); err != nil {
+		return nil, err
 	}
 	if s.suites != "" {
 		ids, err := dtls.ParseCipherSuites(s.suites)
@@ -270,4 +274,25 @@ func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdou
 			logger.Warn("closing the session store", "err", err)
 		}
 	}, nil
+}
+
+// openKeyLog points Config.KeyLogWriter at --keylog, or at $SSLKEYLOGFILE
+// as browsers and curl do, appending; the file is created with mode 0600
+// since it holds every logged session's secrets. It stays open for the
+// process's life.
+func (s *securityFlags) openKeyLog(cfg *dtls.Config) error {
+	path := s.keyLog
+	if path == "" {
+		path = os.Getenv("SSLKEYLOGFILE")
+	}
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return usagef("--keylog: %v", err)
+	}
+	cfg.KeyLogWriter = f
+	fmt.Fprintf(os.Stderr, "dtlsresume: writing session secrets to the key log %s (debugging only)\n", path)
+	return nil
 }
