@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -383,11 +384,23 @@ func (l *Listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
 	case c := <-l.accept:
 		return c, nil
 	case <-l.closed:
-		return nil, net.ErrClosed
+		return nil, errListenerClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
+
+// errListenerClosed is what Accept returns once the Listener is closed. It
+// is net.ErrClosed, as for any closed net.Listener, and io.EOF, which is
+// how go-coap's servers recognise a closed listener and stop serving
+// instead of retrying Accept.
+var errListenerClosed error = listenerClosedError{}
+
+type listenerClosedError struct{}
+
+func (listenerClosedError) Error() string { return "dtls: listener closed" }
+
+func (listenerClosedError) Is(target error) bool { return target == net.ErrClosed || target == io.EOF }
 
 // Close stops the listener and closes its socket and every connection on it.
 func (l *Listener) Close() error {
