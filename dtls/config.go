@@ -181,6 +181,11 @@ type Config struct {
 	// secret is ever logged.
 	Logger *slog.Logger
 
+	// Trace, if set, is called for each handshake message and
+	// ChangeCipherSpec this side sends or receives, as OpenSSL's s_client
+	// -msg prints them; the CLI's -v uses it. It must not block.
+	Trace func(TraceEvent)
+
 	// KeyLogWriter, if set, receives each connection's master secret in
 	// the NSS key log format ("CLIENT_RANDOM <client random> <master
 	// secret>", hex), which Wireshark reads to decrypt a capture. It
@@ -194,6 +199,19 @@ type Config struct {
 	// limitLog rate-limits the log lines of reached limits; a server's
 	// Config copy has one.
 	limitLog *limitLogger
+}
+
+// TraceEvent is one handshake message (or ChangeCipherSpec) that a side
+// sent or received.
+type TraceEvent struct {
+	Sent bool
+	// Message is "ClientHello", "ServerHello", ..., or "ChangeCipherSpec".
+	Message string
+	// Length is the message's body length in bytes (1 for ChangeCipherSpec).
+	Length int
+	Epoch  uint16
+	// Retransmission marks a flight sent again.
+	Retransmission bool
 }
 
 // CookiePolicy says when a server requires a cookie exchange.

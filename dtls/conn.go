@@ -19,7 +19,7 @@ import (
 type ConnectionState struct {
 	CipherSuite          CipherSuiteID
 	PeerCertificates     []*x509.Certificate
-	PSKIdentity          []byte // the identity the client used (PSK suites)
+	PSKIdentity          []byte // the identity the client used (PSK suites); after a failure, the one it claimed
 	PSKIdentityHint      []byte // the hint the server sent, if any
 	ServerName           string
 	ExtendedMasterSecret bool
@@ -67,7 +67,10 @@ type Conn struct {
 	isClient bool
 	pconn    net.PacketConn
 	raddr    net.Addr
-	in       inbox
+	// connected: pconn is a connected UDP socket of our own (Dial), which
+	// reports ICMP errors such as port unreachable.
+	connected bool
+	in        inbox
 	onClose  func()
 
 	rl *recordLayer
@@ -132,7 +135,26 @@ type inbox struct {
 	q     [][]byte
 	bytes int
 	limit int
-	ready chan struct{} // holds a token while q is not empty
+	ready chan struct{} // holds a token while q is not empty or err is new
+	err   error         // a transport error the socket reported (ICMP)
+}
+
+// fail records a transport error for the handshake to report.
+func (b *inbox) fail(err error) {
+	b.mu.Lock()
+	b.err = err
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+// failure returns the transport error recorded, if any.
+func (b *inbox) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func (b *inbox) init(limit int) {
@@ -216,7 +238,13 @@ func (c *Conn) writeDatagram(b []byte) error {
 		}
 		c.ampSent.Add(int64(len(b)))
 	}
-	if _, err := c.pconn.WriteTo(b, c.raddr); err != nil {
+	var err error
+	if c.connected {
+		_, err = c.pconn.(*net.UDPConn).Write(b)
+	} else {
+		_, err = c.pconn.WriteTo(b, c.raddr)
+	}
+	if err != nil {
 		return fmt.Errorf("dtls: write to %s: %w", c.raddr, err)
 	}
 	c.stats.datagramsSent.Add(1)
@@ -316,6 +344,9 @@ func (c *Conn) handleRecord(r *record) {
 		}
 	case recordChangeCipherSpec:
 		if hs != nil && r.epoch == 0 && len(r.fragment) == 1 && r.fragment[0] == 1 {
+			if !hs.peerCCS && c.cfg.Trace != nil {
+				c.cfg.Trace(TraceEvent{Message: "ChangeCipherSpec", Length: 1})
+			}
 			hs.peerCCS = true
 		}
 	case recordAlert:
@@ -459,6 +490,11 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		if errors.As(err, &ae) && !ae.Remote {
 			_ = c.sendAlert(alertLevelFatal, alertDescription(ae.Description))
 		}
+		stage := "waiting for a ClientHello with a cookie"
+		if c.hs != nil {
+			stage = c.hs.stage
+		}
+		err = &HandshakeError{Peer: c.raddr.String(), Stage: stage, Err: err}
 		c.hs = nil
 		c.hsErr = err
 		c.hsDone.Store(true)

@@ -123,11 +123,14 @@ func DialContext(ctx context.Context, network string, raddr *net.UDPAddr, cfg *C
 	if err := cfg.validate(true); err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenUDP(network, nil)
+	// A connected socket: the kernel reports an ICMP port unreachable as
+	// ECONNREFUSED, so a dial to a closed port fails at once.
+	pc, err := net.DialUDP(network, nil, raddr)
 	if err != nil {
 		return nil, fmt.Errorf("dtls: dial %s: %w", raddr, err)
 	}
 	c := newConn(pc, raddr, cfg, true)
+	c.connected = true
 	c.startFeeder(true)
 	if err := c.HandshakeContext(ctx); err != nil {
 		c.Close()
@@ -183,7 +186,13 @@ func (c *Conn) startFeeder(owned bool) {
 				if errors.As(err, &ne) && ne.Timeout() {
 					continue
 				}
-				return
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				// An ICMP error on a connected socket: the handshake
+				// reports it; an established connection reads on.
+				c.in.fail(err)
+				continue
 			}
 			if addr.String() != c.raddr.String() {
 				continue

@@ -34,6 +34,8 @@ type handshakeTransport struct {
 	// peerFinished: the peer's Finished verified; sentLast: our Finished
 	// went after it, so our flight is the handshake's last.
 	peerFinished, sentLast bool
+	// stage is what the handshake is doing, for the error if it fails.
+	stage string
 }
 
 // newHandshakeTransport starts the handshake transport of a connection
@@ -46,18 +48,38 @@ func newHandshakeTransport(limit int) handshakeTransport {
 // sendFlight packs and sends a flight and keeps it for retransmission.
 func (c *Conn) sendFlight(items []outItem) error {
 	c.hs.flight = items
-	return c.resendFlight()
+	c.traceFlight(items, false)
+	return c.writeHandshakeFlight()
 }
 
 func (c *Conn) resendFlight() error {
 	if c.hs.flight == nil {
 		return nil
 	}
+	c.traceFlight(c.hs.flight, true)
+	return c.writeHandshakeFlight()
+}
+
+func (c *Conn) writeHandshakeFlight() error {
 	if err := c.writeFlight(c.hs.flight); err != nil && !errors.Is(err, errAmplification) {
 		return err
 	}
 	c.hs.lastSend = time.Now()
 	return nil
+}
+
+// traceFlight reports the messages of a flight we send to Config.Trace.
+func (c *Conn) traceFlight(items []outItem, again bool) {
+	if c.cfg.Trace == nil {
+		return
+	}
+	for _, it := range items {
+		ev := TraceEvent{Sent: true, Message: handshakeTypeName(it.msgType), Length: len(it.body), Epoch: it.epoch, Retransmission: again}
+		if it.ccs {
+			ev.Message, ev.Length = "ChangeCipherSpec", 1
+		}
+		c.cfg.Trace(ev)
+	}
 }
 
 // writeFlight packs items into datagrams and sends them.
@@ -103,13 +125,21 @@ var errUnverifiedSilent = errors.New("dtls: a peer without a cookie did not answ
 // readHandshake returns the next handshake message in order, retransmitting
 // the last flight whenever its timer fires or the peer repeats its own
 // flight.
-func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
+//
+// want names what is expected, for the error that says where a handshake
+// stopped.
+func (c *Conn) readHandshake(ctx context.Context, want string) (handshakeMsg, error) {
 	interval := c.cfg.retransmitInterval()
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	hs := c.hs
+	hs.stage = "waiting for " + want
 	for {
 		if m, ok := hs.reasm.pop(); ok {
+			hs.stage = "processing " + handshakeTypeName(m.typ)
+			if c.cfg.Trace != nil {
+				c.cfg.Trace(TraceEvent{Message: handshakeTypeName(m.typ), Length: len(m.body), Epoch: m.epoch})
+			}
 			return m, nil
 		}
 		if c.readErr != nil {
@@ -127,6 +157,8 @@ func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
 		case <-c.in.ready:
 			if d, ok := c.in.pop(); ok {
 				c.handleDatagram(d)
+			} else if err := c.in.failure(); err != nil {
+				return handshakeMsg{}, err
 			}
 		case <-timer.C:
 			if c.unverified.Load() && !c.fitsAmplificationBound(hs.flight) {
@@ -159,7 +191,7 @@ func (c *Conn) readHandshake(ctx context.Context) (handshakeMsg, error) {
 // expect reads the next handshake message and parses it into m; a message
 // of another type is unexpected_message.
 func (c *Conn) expect(ctx context.Context, m handshakeMessage, name string) (handshakeMsg, error) {
-	hm, err := c.readHandshake(ctx)
+	hm, err := c.readHandshake(ctx, name)
 	if err != nil {
 		return hm, err
 	}

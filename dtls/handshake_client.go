@@ -139,7 +139,7 @@ func (hs *clientHandshakeState) sendHelloUntilServerHello(ctx context.Context) e
 		if err := c.sendFlight([]outItem{helloItem}); err != nil {
 			return err
 		}
-		hm, err := c.readHandshake(ctx)
+		hm, err := c.readHandshake(ctx, "ServerHello")
 		if err != nil {
 			return err
 		}
@@ -245,7 +245,11 @@ func (hs *clientHandshakeState) resumeClientState(ctx context.Context) error {
 // ServerHelloDone.
 func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 	c := hs.c
-	hm, err := c.readHandshake(ctx)
+	first := "ServerHelloDone"
+	if hs.suite.kx == kxECDHE {
+		first = "Certificate"
+	}
+	hm, err := c.readHandshake(ctx, first)
 	if err != nil {
 		return err
 	}
@@ -266,7 +270,7 @@ func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 			return err
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
-		if hm, err = c.readHandshake(ctx); err != nil {
+		if hm, err = c.readHandshake(ctx, "ServerHelloDone"); err != nil {
 			return err
 		}
 	} else if hm.typ == typeServerKeyExchange {
@@ -276,7 +280,7 @@ func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 		}
 		hs.pskHint = pske.identityHint
 		c.addTranscript(hm.typ, hm.seq, hm.body)
-		if hm, err = c.readHandshake(ctx); err != nil {
+		if hm, err = c.readHandshake(ctx, "ServerHelloDone"); err != nil {
 			return err
 		}
 	}
@@ -286,7 +290,7 @@ func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 			return err
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
-		if hm, err = c.readHandshake(ctx); err != nil {
+		if hm, err = c.readHandshake(ctx, "ServerHelloDone"); err != nil {
 			return err
 		}
 	}

@@ -36,6 +36,37 @@ const (
 	typeFinished           uint8 = 20
 )
 
+// handshakeTypeName names a HandshakeType as the RFCs do.
+func handshakeTypeName(t uint8) string {
+	switch t {
+	case typeHelloRequest:
+		return "HelloRequest"
+	case typeClientHello:
+		return "ClientHello"
+	case typeServerHello:
+		return "ServerHello"
+	case typeHelloVerifyRequest:
+		return "HelloVerifyRequest"
+	case typeNewSessionTicket:
+		return "NewSessionTicket"
+	case typeCertificate:
+		return "Certificate"
+	case typeServerKeyExchange:
+		return "ServerKeyExchange"
+	case typeCertificateRequest:
+		return "CertificateRequest"
+	case typeServerHelloDone:
+		return "ServerHelloDone"
+	case typeCertificateVerify:
+		return "CertificateVerify"
+	case typeClientKeyExchange:
+		return "ClientKeyExchange"
+	case typeFinished:
+		return "Finished"
+	}
+	return fmt.Sprintf("handshake type %d", t)
+}
+
 // ExtensionType values (RFC 6066, RFC 8422, RFC 5246, RFC 7366, RFC 7627,
 // RFC 5077, RFC 5746).
 const (

@@ -192,7 +192,7 @@ func (hs *serverHandshakeState) selectSuite() error {
 		break
 	}
 	if hs.suite == nil {
-		return localAlert(alertHandshakeFailure, errors.New("ClientHello: no cipher suite in common"))
+		return localAlert(alertHandshakeFailure, errNoCommonSuite)
 	}
 	if hs.suite.kx == kxECDHE {
 		cert := c.cfg.Certificates[0]
@@ -305,12 +305,14 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Recorded before it is checked, so that a failure's report can
+		// name the identity the client claimed.
+		c.state.PSKIdentity = cke.identity
 		psk, err := c.cfg.PSK(cke.identity)
 		if err != nil || len(psk) == 0 {
 			return localAlert(alertUnknownPSKIdentity, errors.New("ClientKeyExchange: unknown PSK identity"))
 		}
 		preMaster = prf.PSKPreMasterSecret(psk)
-		c.state.PSKIdentity = cke.identity
 		c.state.PSKIdentityHint = c.cfg.PSKIdentityHint
 		c.addTranscript(hm.typ, hm.seq, hm.body)
 	case kxECDHE:
@@ -385,7 +387,7 @@ func (hs *serverHandshakeState) sendFinishedFlight(ctx context.Context) error {
 // that did not negotiate client_state it is unexpected_message.
 func (hs *serverHandshakeState) readClientTicket(ctx context.Context, allowed bool) (*newSessionTicketMsg, error) {
 	c := hs.c
-	hm, err := c.readHandshake(ctx)
+	hm, err := c.readHandshake(ctx, "Finished")
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ var (
 		[]string{"result"}, nil)
 	descTicketsSealed = prometheus.NewDesc("dtlsresume_tickets_sealed_total",
 		"Session tickets the server's key rings sealed.", nil, nil)
+	descFailures = prometheus.NewDesc("dtlsresume_handshake_failures_total",
+		"Failed handshakes by reason (timeout, refused, network, bad_key, unknown_identity, bad_certificate, no_common_suite, protocol, peer_alert, closed, canceled, internal) and, for peer_alert, the alert's name.", []string{"reason", "alert"}, nil)
 	descLimits = prometheus.NewDesc("dtlsresume_limits_reached_total",
 		"Times a server's resource limit (connections, handshakes, handshakes_per_ip, accept_backlog, handshake_memory, inbound_bytes, amplification) turned a newcomer away or dropped a datagram, by limit.", []string{"limit"}, nil)
 )
@@ -43,7 +45,7 @@ type collector struct{ m *Metrics }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHandshakes, descDatagrams, descBytes, descDuration, descStoreOps,
-		descStoreErrors, descAttempts, descLookups, descTicketOpens, descTicketsSealed, descLimits} {
+		descStoreErrors, descAttempts, descLookups, descTicketOpens, descTicketsSealed, descLimits, descFailures} {
 		ch <- d
 	}
 }
@@ -96,5 +98,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTicketsSealed, s.Tickets.Sealed)
 	for l, n := range s.Limits {
 		counter(descLimits, n, l)
+	}
+	for k, n := range s.Failures {
+		counter(descFailures, n, k.Reason, k.Alert)
 	}
 }

@@ -110,6 +110,16 @@ type Snapshot struct {
 	// Limits counts, by dtls.Limit, the times a server's resource limit
 	// turned a newcomer away or dropped a datagram.
 	Limits map[string]uint64
+	// Failures counts failed handshakes by dtls.Reason and, for a peer's
+	// alert, the alert's name.
+	Failures map[FailureKey]uint64
+}
+
+// FailureKey labels a failed handshake: its dtls.Reason, and the alert's
+// name when the peer ended it with one.
+type FailureKey struct {
+	Reason string
+	Alert  string
 }
 
 // HandshakeCount adds up the handshakes matching the non-empty fields of k.
@@ -191,6 +201,7 @@ type Metrics struct {
 	store      map[StoreKey]*StoreOps
 	lookups    map[LookupKey]*Lookups
 	limits     map[string]uint64
+	failures   map[FailureKey]uint64
 	rings      []*ticketfmt.KeyRing
 
 	gatherer prometheus.Gatherer
@@ -208,6 +219,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		store:      make(map[StoreKey]*StoreOps),
 		lookups:    make(map[LookupKey]*Lookups),
 		limits:     make(map[string]uint64),
+		failures:   make(map[FailureKey]uint64),
 	}
 	for _, l := range dtls.Limits() {
 		m.limits[string(l)] = 0
@@ -252,6 +264,10 @@ func (m *Metrics) Observe(st dtls.ConnectionState, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.handshakes[HandshakeKey{kind, res, outcome}]++
+	if err != nil {
+		r, alert := dtls.ReasonOf(err)
+		m.failures[FailureKey{string(r), alert}]++
+	}
 	if tried := st.ResumptionAttempted; tried != negotiation.None {
 		a := m.attempts[tried.String()]
 		if a == nil {
@@ -315,6 +331,10 @@ func (m *Metrics) Snapshot() Snapshot {
 		Store:      make(map[StoreKey]StoreOps, len(m.store)),
 		Lookups:    make(map[LookupKey]Lookups, len(m.lookups)),
 		Limits:     make(map[string]uint64, len(m.limits)),
+		Failures:   make(map[FailureKey]uint64, len(m.failures)),
+	}
+	for k, v := range m.failures {
+		s.Failures[k] = v
 	}
 	for k, v := range m.limits {
 		s.Limits[k] = v

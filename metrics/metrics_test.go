@@ -157,6 +157,9 @@ func TestServerMetrics(t *testing.T) {
 	if n := s.HandshakeCount(HandshakeKey{Outcome: OutcomeError}); n != 1 {
 		t.Errorf("%d failed handshakes, want 1", n)
 	}
+	if n := s.Failures[FailureKey{Reason: "unknown_identity"}]; n != 1 || len(s.Failures) != 1 {
+		t.Errorf("failures by reason %v, want one unknown_identity", s.Failures)
+	}
 	// session_id: 2 hits (the resumptions). client_state: 2 hits, and the
 	// misses of the first handshake (before and after its cookie, and the
 	// binding check before its record was stored).

@@ -33,7 +33,7 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var sec securityFlags
 	sec.register(fs, true)
 	message := fs.String("message", "", "text to send (default: read stdin)")
-	verbose := fs.Bool("v", false, "print one line about the handshake to stderr")
+	verbose := fs.Bool("v", false, "print each handshake message sent (>>>) and received (<<<), then one line about the handshake, to stderr")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the bare reply")
 	sessionFile := fs.String("session", "", "file to resume the session from and to save it to (holds the master secret: mode 0600)")
 	if err := parseFlags(fs, args); err != nil {
@@ -45,6 +45,9 @@ func cmdDial(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := sec.config(true)
 	if err != nil {
 		return err
+	}
+	if *verbose {
+		cfg.Trace = traceTo(stderr)
 	}
 	raddr, err := net.ResolveUDPAddr("udp", sec.addr)
 	if err != nil {

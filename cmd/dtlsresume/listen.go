@@ -84,13 +84,14 @@ func startServer(name, addr string, args []string, stdout, stderr io.Writer) (*d
 	sec.registerSecurity(fs, false)
 	sec.registerServer(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json (one object per line)")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, nil, nil, nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
-	logger, err := newLogger(stderr, *logLevel)
+	logger, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -140,10 +141,17 @@ func demoCredentials(cfg *dtls.Config, stdout io.Writer) error {
 	return nil
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
 }

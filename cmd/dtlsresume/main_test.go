@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,14 +81,43 @@ func TestBadUsageGivesOneLineAndExit2(t *testing.T) {
 }
 
 func TestDialFailsClearlyWhenNobodyAnswers(t *testing.T) {
+	// Nothing listens: the ICMP port unreachable fails the dial at once.
 	port := peers.FreeUDPPort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	start := time.Now()
-	code, _, stderr := runCmd("dial", "--addr", "127.0.0.1:"+strconv.Itoa(port), "--psk", "id:0102", "--message", "x", "--timeout", "1s")
-	if code != 1 || !strings.Contains(stderr, "handshake timed out") {
+	code, _, stderr := runCmd("dial", "--addr", addr, "--psk", "id:0102", "--message", "x", "--timeout", "10s")
+	if code != 1 || !strings.Contains(stderr, addr) || !strings.Contains(stderr, "connection refused") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("took %v with a 1s timeout", d)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a closed port took %v to fail", d)
+	}
+	// Something listens but never answers: the timeout names the address
+	// and what the client waited for.
+	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	code, _, stderr = runCmd("dial", "--addr", silent.LocalAddr().String(), "--psk", "id:0102", "--message", "x", "--timeout", "1s")
+	if want := "handshake with " + silent.LocalAddr().String() + " timed out waiting for ServerHello"; code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, stderr %q, want %q", code, stderr, want)
+	}
+}
+
+// TestDialVerbosePrintsFlights: -v prints every handshake message each way,
+// as s_client -msg does, then the summary line.
+func TestDialVerbosePrintsFlights(t *testing.T) {
+	_, addr := startListen(t)
+	code, stdout, stderr := runCmd("dial", "--addr", addr, "--psk", demoPSKIdentity+":"+demoPSKHex, "--message", "hi", "-v")
+	if code != 0 || stdout != "hi\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, want := range []string{">>> ClientHello, ", "<<< HelloVerifyRequest, ", "<<< ServerHello, ", "<<< ServerHelloDone, 0 bytes",
+		">>> ClientKeyExchange, ", ">>> ChangeCipherSpec, 1 bytes", ">>> Finished, 12 bytes, epoch 1", "<<< ChangeCipherSpec", "<<< Finished, 12 bytes, epoch 1", "suite="} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("-v output lacks %q:\n%s", want, stderr)
+		}
 	}
 }
 
@@ -368,5 +399,31 @@ func TestObserveCommand(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339, l); err != nil {
 			t.Fatalf("line %q", l)
 		}
+	}
+}
+
+// TestListenLogsHandshakeFailures: a failed handshake is logged once at
+// INFO with the peer, the identity it claimed, the stage and a bounded
+// reason, in text or JSON; the key never appears.
+func TestListenLogsHandshakeFailures(t *testing.T) {
+	p, addr := startListen(t, "--log-format", "json")
+	code, _, stderr := runCmd("dial", "--addr", addr, "--psk", "intruder:0102030405", "--message", "x", "--timeout", "3s")
+	if code != 1 || !strings.Contains(stderr, "unknown_psk_identity") {
+		t.Fatalf("dial: exit %d, stderr %q", code, stderr)
+	}
+	m, err := p.WaitForRegexp(regexp.MustCompile(`\{[^\n]*"msg":"handshake failed"[^\n]*\}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(m[0]), &line); err != nil {
+		t.Fatalf("%v: %s", err, m[0])
+	}
+	if line["level"] != "INFO" || line["identity"] != "intruder" || line["reason"] != "unknown_identity" ||
+		!strings.HasPrefix(fmt.Sprint(line["peer"]), "127.0.0.1:") || !strings.Contains(fmt.Sprint(line["stage"]), "ClientKeyExchange") {
+		t.Fatalf("log line %s", m[0])
+	}
+	if strings.Contains(m[0], "0102030405") {
+		t.Fatal("the log line holds key material")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -249,7 +250,7 @@ func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdou
 	cfg.HandshakeObserver = func(st dtls.ConnectionState, err error) {
 		m.Observe(st, err)
 		if err != nil {
-			logger.Info("handshake failed", "err", err)
+			logHandshakeFailure(logger, st, err)
 			return
 		}
 		logger.Info("handshake complete", "suite", st.CipherSuite.String(), "resumed", st.Resumed,
@@ -295,4 +296,46 @@ func (s *securityFlags) openKeyLog(cfg *dtls.Config) error {
 	cfg.KeyLogWriter = f
 	fmt.Fprintf(os.Stderr, "dtlsresume: writing session secrets to the key log %s (debugging only)\n", path)
 	return nil
+}
+
+// logHandshakeFailure logs a failed handshake once, at INFO: the peer, who
+// it claimed to be (PSK identity or certificate subject, never key
+// material), the stage, a bounded reason and the cause.
+func logHandshakeFailure(logger *slog.Logger, st dtls.ConnectionState, err error) {
+	attrs := []any{}
+	var he *dtls.HandshakeError
+	if errors.As(err, &he) {
+		attrs = append(attrs, "peer", he.Peer, "stage", he.Stage)
+	}
+	switch {
+	case st.PSKIdentity != nil:
+		attrs = append(attrs, "identity", string(st.PSKIdentity))
+	case len(st.PeerCertificates) > 0:
+		attrs = append(attrs, "subject", st.PeerCertificates[0].Subject.String())
+	}
+	reason, alert := dtls.ReasonOf(err)
+	attrs = append(attrs, "reason", string(reason))
+	if alert != "" {
+		attrs = append(attrs, "alert", alert)
+	}
+	if he != nil {
+		err = he.Err
+	}
+	logger.Info("handshake failed", append(attrs, "err", err)...)
+}
+
+// traceTo prints each handshake message as OpenSSL's s_client -msg does:
+// ">>> ClientHello, 134 bytes, epoch 0" for one sent, "<<<" for one
+// received.
+func traceTo(w io.Writer) func(dtls.TraceEvent) {
+	return func(ev dtls.TraceEvent) {
+		dir, again := "<<<", ""
+		if ev.Sent {
+			dir = ">>>"
+		}
+		if ev.Retransmission {
+			again = " (retransmission)"
+		}
+		fmt.Fprintf(w, "%s %s, %d bytes, epoch %d%s\n", dir, ev.Message, ev.Length, ev.Epoch, again)
+	}
 }
