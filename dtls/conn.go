@@ -71,7 +71,7 @@ type Conn struct {
 	// reports ICMP errors such as port unreachable.
 	connected bool
 	in        inbox
-	onClose  func()
+	onClose   func()
 
 	rl *recordLayer
 
