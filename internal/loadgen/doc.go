@@ -21,6 +21,17 @@
 // the bytes it sent and received, so the result shows the largest
 // amplification any of them got.
 //
+// A process may open only so many sockets, and every device holds one:
+// with Config.Procs, Run shares the devices among child processes started
+// from Config.ShardCommand, each running [RunShard] with a consecutive slice
+// of the devices, source addresses of its own and its share of the
+// concurrency or rate. The shards prime their devices, wait until all are
+// ready, run the measured phase together and report their counts and
+// every handshake's latency as JSON, so that Run's result is the one a
+// single process would give; with Hold they keep their connections until
+// Run is done. Run itself runs the hostile traffic and reads the server's
+// usage. A shard exits when its standard input ends, so none outlives Run.
+//
 // When the server is a process of its own ([Spawn]), Run reads its CPU time
 // and resident memory from /proc ([ReadUsage]) around the measured phase:
 // CPU per handshake, memory per held connection, memory per hostile source.

@@ -51,6 +51,8 @@ const (
 	DefaultPortsPerAddress  = 20000
 	// MaxDevices bounds Config.Devices.
 	MaxDevices = 1_000_000
+	// MaxProcs bounds Config.Procs.
+	MaxProcs = 256
 	// maxInFlight bounds the devices in flight when they start at a rate.
 	maxInFlight = 4096
 	// settle is how long Run waits, with every connection held, before it
@@ -108,6 +110,26 @@ type Config struct {
 	Hostile *Hostile
 	// Progress, when set, is called about once a second while devices run.
 	Progress func(Progress)
+
+	// Procs, when more than 1, runs the devices in that many child
+	// processes (shards), each with its own open-file limit: for more
+	// devices than one process may hold sockets for. Each shard gets a
+	// consecutive slice of the devices, source addresses of its own, and
+	// its share of Concurrency (at least one worker) or of Rate, so that the
+	// whole load is what one process would make. Run itself runs the
+	// hostile traffic, reads the server's usage and merges the shards'
+	// counts and latencies. At most Devices and MaxProcs.
+	Procs int
+	// ShardCommand is the program and arguments that start a shard: a
+	// process that calls RunShard with its standard input and output.
+	// Required when Procs is more than 1.
+	ShardCommand []string
+
+	// firstDevice and firstAddress place a shard's devices in the whole
+	// load: device i of this Run is device firstDevice+i (its client_state
+	// key and its echo), from source address index firstAddress +
+	// i/PortsPerAddress (see SourceIP).
+	firstDevice, firstAddress int
 }
 
 // Progress is a snapshot of a running phase.
@@ -147,6 +169,23 @@ type Result struct {
 	Server *ServerUsage
 	// Hostile reports the hostile traffic, when Config.Hostile was set.
 	Hostile *HostileResult
+	// Shards are the child processes that ran the devices, with
+	// Config.Procs more than 1.
+	Shards []Shard
+}
+
+// Shard is what one child process of a Run did.
+type Shard struct {
+	PID int
+	// FirstDevice and Devices are its slice of the devices.
+	FirstDevice, Devices int
+	// FirstIP and LastIP are the first and last of its source addresses.
+	FirstIP, LastIP net.IP
+	// Concurrency or Rate is its share of the Config's.
+	Concurrency int
+	Rate        float64
+	// Succeeded, Failed and Held count its measured devices.
+	Succeeded, Failed, Held int
 }
 
 // HandshakesPerSecond is the rate of successful devices over the measured
@@ -180,6 +219,11 @@ func SourceIP(i, perAddr int) net.IP {
 	return net.IPv4(127, byte(1+a/(254*256)), byte(a/254%256), byte(1+a%254))
 }
 
+// sourceIP is the source address of device i of this Run.
+func (cfg *Config) sourceIP(i int) net.IP {
+	return SourceIP(cfg.firstAddress*cfg.PortsPerAddress+i, cfg.PortsPerAddress)
+}
+
 // Run simulates cfg.Devices devices against cfg.Target and returns what it
 // measured. In resumption modes each device first makes one full handshake
 // (the "prime" phase), then the resumptions are measured. Run returns an
@@ -189,52 +233,32 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	e := newEngine(&cfg)
+	f, err := cfg.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
 	res := &Result{Mode: cfg.Mode, CoAP: cfg.CoAPPath != "", Devices: cfg.Devices}
-	if cfg.Mode != Full {
-		st := newStats(cfg.Devices)
-		e.drive(ctx, "prime", st, func(ctx context.Context, i int) {
-			d := e.device(ctx, i, false)
-			if d.reason != "" {
-				st.failure(d.reason)
-				return
-			}
-			d.close()
-			st.success(d.latency, false)
-		})
-		res.Primed, _ = st.counts()
+	if res.Primed, err = f.ready(ctx); err != nil {
+		return nil, err
 	}
 
 	var h *hostileRun
 	if cfg.Hostile != nil {
-		var err error
 		if h, err = startHostile(ctx, &cfg); err != nil {
 			return nil, err
 		}
 		defer h.stop() // a no-op once stopped below
 	}
-	before, err := e.usage()
+	before, err := cfg.usage()
 	if err != nil {
 		return nil, err
 	}
-	st := newStats(cfg.Devices)
-	start := time.Now()
-	started := e.drive(ctx, "measure", st, func(ctx context.Context, i int) {
-		d := e.device(ctx, i, true)
-		if d.reason != "" {
-			st.failure(d.reason)
-			return
-		}
-		st.success(d.latency, d.state.Resumed)
-		if cfg.Hold {
-			e.hold(d.close)
-		} else {
-			d.close()
-		}
-	})
-	res.Elapsed = time.Since(start)
-	res.SourceAddresses = (started + cfg.PortsPerAddress - 1) / cfg.PortsPerAddress
-	cpuAfter, err := e.usage()
+	m, err := f.measure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cpuAfter, err := cfg.usage()
 	if err != nil {
 		return nil, err
 	}
@@ -244,15 +268,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		case <-time.After(settle):
 		case <-ctx.Done():
 		}
-		if rssAfter, err = e.usage(); err != nil {
+		if rssAfter, err = cfg.usage(); err != nil {
 			return nil, err
 		}
 	}
-	res.Succeeded, res.Failed = st.counts()
-	res.Resumed = st.resumed
-	res.Failures = st.failures
-	res.Latency = st.latency()
-	res.Held = e.heldCount()
+	res.record(m)
+	res.Shards = f.shards()
 	if cfg.ServerPID != 0 {
 		u := &ServerUsage{PID: cfg.ServerPID, CPU: cpuAfter.CPU - before.CPU, RSSBefore: before.RSS, RSSAfter: rssAfter.RSS}
 		if res.Succeeded > 0 {
@@ -269,8 +290,44 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			res.Hostile.LegitSuccessRate = float64(res.Succeeded) / float64(n)
 		}
 	}
-	e.closeHeld()
 	return res, nil
+}
+
+// record fills in the counts and latencies of the measured phase.
+func (r *Result) record(m *phase) {
+	r.Elapsed = m.End.Sub(m.Start)
+	r.Succeeded, r.Failed, r.Resumed = len(m.Latencies), m.Failed, m.Resumed
+	r.Failures = m.Failures
+	if r.Failures == nil {
+		r.Failures = map[string]int{}
+	}
+	r.Latency = latencyOf(m.Latencies)
+	r.Held = m.Held
+	r.SourceAddresses = m.Addresses
+}
+
+// fleet runs the devices of a Run: an engine in this process, or shards in
+// child processes.
+type fleet interface {
+	// ready prepares the devices for the measured phase: in resumption
+	// modes, each one's full handshake. It returns how many were primed.
+	ready(ctx context.Context) (primed int, err error)
+	// measure runs the measured phase and returns when every device is
+	// done, each connection held open with Config.Hold.
+	measure(ctx context.Context) (*phase, error)
+	// shards reports the child processes, if any.
+	shards() []Shard
+	// close releases the held connections and whatever else the fleet
+	// holds.
+	close()
+}
+
+// start returns the fleet that runs cfg's devices.
+func (cfg *Config) start(ctx context.Context) (fleet, error) {
+	if cfg.Procs > 1 {
+		return startShards(ctx, cfg)
+	}
+	return newEngine(cfg), nil
 }
 
 func (cfg *Config) check() error {
@@ -307,7 +364,30 @@ func (cfg *Config) check() error {
 	if cfg.Hostile != nil {
 		cfg.Hostile.defaults()
 	}
+	if cfg.Procs > 1 {
+		if cfg.Procs > cfg.Devices || cfg.Procs > MaxProcs {
+			return fmt.Errorf("loadgen: %d processes for %d devices: want at most %d and at most one per device", cfg.Procs, cfg.Devices, MaxProcs)
+		}
+		if len(cfg.ShardCommand) == 0 {
+			return errors.New("loadgen: Procs without a ShardCommand")
+		}
+	}
+	if cfg.firstDevice < 0 || cfg.firstAddress < 0 || cfg.firstDevice+cfg.Devices > MaxDevices {
+		return fmt.Errorf("loadgen: devices %d to %d: want 0 to %d", cfg.firstDevice, cfg.firstDevice+cfg.Devices-1, MaxDevices-1)
+	}
 	return nil
+}
+
+// Sockets is the most sockets cfg's devices hold open at once in one
+// process: every device with Hold, else those in flight.
+func (cfg *Config) Sockets() int {
+	switch {
+	case cfg.Hold:
+		return cfg.Devices
+	case cfg.Rate > 0:
+		return min(cfg.Devices, maxInFlight)
+	}
+	return min(cfg.Devices, max(cfg.Concurrency, 1))
 }
 
 // engine runs the devices of one Run.
@@ -367,7 +447,7 @@ func (e *engine) dtlsConfig(i int) *dtls.Config {
 		c.ClientSessionCache = dtls.NewLRUClientSessionCache(1)
 	case ClientState:
 		c.Resumption = []negotiation.Type{negotiation.ClientState}
-		k := sha256.Sum256(fmt.Appendf(append([]byte("loadgen client_state key\x00"), e.cfg.PSK...), "\x00%d", i))
+		k := sha256.Sum256(fmt.Appendf(append([]byte("loadgen client_state key\x00"), e.cfg.PSK...), "\x00%d", e.cfg.firstDevice+i))
 		c.ClientStateKey = k[:16]
 	}
 	e.configs[i] = c
@@ -463,6 +543,53 @@ func (e *engine) drive(ctx context.Context, phase string, st *stats, fn func(con
 	return int(count.Load())
 }
 
+// ready runs the prime phase: each device's full handshake before its
+// resumption. A full handshake needs none.
+func (e *engine) ready(ctx context.Context) (int, error) {
+	if e.cfg.Mode == Full {
+		return 0, nil
+	}
+	st := newStats(e.cfg.Devices)
+	e.drive(ctx, "prime", st, func(ctx context.Context, i int) {
+		d := e.device(ctx, i, false)
+		if d.reason != "" {
+			st.failure(d.reason)
+			return
+		}
+		d.close()
+		st.success(d.latency, false)
+	})
+	primed, _ := st.counts()
+	return primed, nil
+}
+
+// measure runs the measured phase.
+func (e *engine) measure(ctx context.Context) (*phase, error) {
+	st := newStats(e.cfg.Devices)
+	start := time.Now()
+	started := e.drive(ctx, "measure", st, func(ctx context.Context, i int) {
+		d := e.device(ctx, i, true)
+		if d.reason != "" {
+			st.failure(d.reason)
+			return
+		}
+		st.success(d.latency, d.state.Resumed)
+		if e.cfg.Hold {
+			e.hold(d.close)
+		} else {
+			d.close()
+		}
+	})
+	m := st.phase(start, time.Now())
+	m.Held = e.heldCount()
+	m.Addresses = (started + e.cfg.PortsPerAddress - 1) / e.cfg.PortsPerAddress
+	return m, nil
+}
+
+func (e *engine) shards() []Shard { return nil }
+
+func (e *engine) close() { e.closeHeld() }
+
 func (e *engine) hold(close func()) {
 	e.heldMu.Lock()
 	e.held = append(e.held, close)
@@ -500,11 +627,11 @@ func (e *engine) closeHeld() {
 }
 
 // usage reads the server's usage, or nothing without a ServerPID.
-func (e *engine) usage() (Usage, error) {
-	if e.cfg.ServerPID == 0 {
+func (cfg *Config) usage() (Usage, error) {
+	if cfg.ServerPID == 0 {
 		return Usage{}, nil
 	}
-	u, err := ReadUsage(e.cfg.ServerPID)
+	u, err := ReadUsage(cfg.ServerPID)
 	if err != nil {
 		return Usage{}, fmt.Errorf("loadgen: reading the server's usage: %w", err)
 	}
@@ -529,7 +656,7 @@ func (e *engine) device(parent context.Context, i int, exchange bool) deviceRun 
 	defer cancelTimeout()
 	fail := func(err error) deviceRun { return deviceRun{reason: Reason(ctx, err)} }
 
-	pc, err := dialFrom(SourceIP(i, e.cfg.PortsPerAddress), e.cfg.Target, func() { cancel(errRefused) })
+	pc, err := dialFrom(e.cfg.sourceIP(i), e.cfg.Target, func() { cancel(errRefused) })
 	if err != nil {
 		return fail(err)
 	}
@@ -564,7 +691,7 @@ func (e *engine) device(parent context.Context, i int, exchange bool) deviceRun 
 		}
 		return d
 	}
-	if err := echo(ctx, c, i); err != nil {
+	if err := echo(ctx, c, e.cfg.firstDevice+i); err != nil {
 		d.close()
 		return fail(err)
 	}

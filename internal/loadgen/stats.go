@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -124,17 +125,62 @@ func (s *stats) counts() (ok, failed int) {
 	return len(s.latencies), s.failed
 }
 
-// latency sorts the samples and returns their percentiles.
-func (s *stats) latency() Latency {
+// phase returns what the devices reported, for a phase that ran from
+// start to end.
+func (s *stats) phase(start, end time.Time) *phase {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	slices.Sort(s.latencies)
-	if len(s.latencies) == 0 {
+	return &phase{
+		Start: start, End: end, Failed: s.failed, Resumed: s.resumed,
+		Failures: maps.Clone(s.failures), Latencies: slices.Clone(s.latencies),
+	}
+}
+
+// phase is what the devices of a measured phase did: those of one process,
+// or every shard's merged. A shard sends its own to Run as JSON.
+type phase struct {
+	// Start is when the first device started, End when the last ended.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Latencies has one handshake duration per success.
+	Latencies []time.Duration `json:"latencies_ns"`
+	Failed    int             `json:"failed"`
+	Resumed   int             `json:"resumed"`
+	Failures  map[string]int  `json:"failures,omitempty"`
+	Held      int             `json:"held"`
+	Addresses int             `json:"source_addresses"`
+}
+
+// merge adds q's devices to p's: p then spans both windows.
+func (p *phase) merge(q *phase) {
+	if p.Start.IsZero() || q.Start.Before(p.Start) {
+		p.Start = q.Start
+	}
+	if q.End.After(p.End) {
+		p.End = q.End
+	}
+	p.Latencies = append(p.Latencies, q.Latencies...)
+	p.Failed += q.Failed
+	p.Resumed += q.Resumed
+	for reason, n := range q.Failures {
+		if p.Failures == nil {
+			p.Failures = make(map[string]int)
+		}
+		p.Failures[reason] += n
+	}
+	p.Held += q.Held
+	p.Addresses += q.Addresses
+}
+
+// latencyOf sorts samples and returns their percentiles.
+func latencyOf(samples []time.Duration) Latency {
+	if len(samples) == 0 {
 		return Latency{}
 	}
+	slices.Sort(samples)
 	return Latency{
-		P50: Percentile(s.latencies, 50),
-		P99: Percentile(s.latencies, 99),
-		Max: s.latencies[len(s.latencies)-1],
+		P50: Percentile(samples, 50),
+		P99: Percentile(samples, 99),
+		Max: samples[len(samples)-1],
 	}
 }
