@@ -111,6 +111,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", loadgen.DefaultHandshakeTimeout, "each device's handshake and reply timeout")
 	maxTime := fs.Duration("max-time", 10*time.Minute, "stop everything after this long")
 	perAddr := fs.Int("ports-per-addr", loadgen.DefaultPortsPerAddress, "devices per source address before the next 127.1.x.y address")
+	procs := fs.Int("procs", 0, "run the devices in this many child processes, each with its own open-file limit and source addresses, -c or --rate split among them (0: one process if the devices' sockets fit the limit, else as few as hold them)")
 	pionBuf := fs.Int("pion-read-buffer", loadgen.DefaultReadBuffer, "the spawned pion echo's read buffer per connection, in bytes: keep it equal to ours (listen's) for a fair memory comparison")
 	asJSON := fs.Bool("json", false, "one JSON object per line on stdout instead of a table")
 
@@ -176,6 +177,8 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		return usagef("--pion-read-buffer %d: want 256 to 65536", *pionBuf)
 	case *perAddr < 1 || *perAddr > 28000:
 		return usagef("--ports-per-addr %d: want 1 to 28000 (the ephemeral port range)", *perAddr)
+	case *procs < 0 || *procs > min(*n, loadgen.MaxProcs):
+		return usagef("--procs %d: want 0 to %d, at most one per device", *procs, loadgen.MaxProcs)
 	}
 	identity, key := demoPSKIdentity, []byte("secretPSK-dtlsresume")
 	if *pskFlag != "" {
@@ -184,20 +187,6 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	limit, err := loadgen.RaiseFileLimit()
-	if err != nil {
-		return fmt.Errorf("raising the open-file limit: %w", err)
-	}
-	open := min(*n, *conc)
-	if *hold {
-		open = *n
-	} else if set["rate"] {
-		open = min(*n, 4096)
-	}
-	const reserve = 256 // the runtime, the server's pipes, the capture client
-	if uint64(open+reserve) > limit {
-		return usagef("-n %d needs %d open files, the limit is %d (raise ulimit -Hn)", *n, open+reserve, limit)
-	}
 	cfg := loadgen.Config{
 		Target: target.addr, CoAPPath: target.path, Devices: *n, Concurrency: *conc, Mode: mode, Hold: *hold,
 		PSKIdentity: identity, PSK: key, HandshakeTimeout: *timeout, PortsPerAddress: *perAddr,
@@ -205,8 +194,26 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 	if set["rate"] {
 		cfg.Rate = *rate
 	}
+	limit, err := loadgen.RaiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("raising the open-file limit: %w", err)
+	}
+	open := cfg.Sockets()
+	if cfg.Procs, err = loadtestProcs(*procs, open, limit); err != nil {
+		return err
+	}
+	if cfg.Procs > 1 {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.ShardCommand = []string{self, "loadtest-shard"}
+		fmt.Fprintf(stderr, "loadtest: %d processes run the %d devices (%d sockets at once; the open-file limit is %d)\n",
+			cfg.Procs, *n, open, limit)
+		open = 0 // this process holds none of them
+	}
 	if *hostile {
-		sources := int(limit) - open - reserve
+		sources := int(limit) - open - loadtestReserve
 		if sources < 64 {
 			return usagef("--hostile needs more open files: the limit is %d", limit)
 		}
@@ -231,6 +238,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		printShards(stderr, "target", cfg.Hold, res.Shards)
 		rep.add("target", cfg.Target, res)
 		return rep.print(stdout)
 	}
@@ -259,12 +267,66 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		printShards(stderr, kind, cfg.Hold, res.Shards)
 		rep.add(kind, srv.Addr, res)
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	return rep.print(stdout)
+}
+
+// loadtestReserve is how many descriptors loadtest keeps besides its
+// devices' sockets when it runs them itself: the runtime, the server's
+// pipes, the capture client.
+const loadtestReserve = 256
+
+// loadtestProcs returns how many processes run the devices, which hold open
+// sockets at once: want, or with want 0 one process when they fit the
+// open-file limit, else as few as hold them, each with
+// loadgen.ShardReserve descriptors to spare.
+func loadtestProcs(want, open int, limit uint64) (int, error) {
+	perShard := int(limit) - loadgen.ShardReserve
+	fits := uint64(open+loadtestReserve) <= limit
+	switch {
+	case want == 1 && !fits:
+		return 0, usagef("%d sockets at once need %d open files, the limit is %d (raise ulimit -Hn, or leave --procs at 0 to use several processes)",
+			open, open+loadtestReserve, limit)
+	case want == 1 || want == 0 && fits:
+		return 1, nil
+	case perShard < 1:
+		return 0, usagef("the open-file limit %d leaves no room for devices (raise ulimit -Hn)", limit)
+	case want == 0:
+		want = (open + perShard - 1) / perShard
+		if want > loadgen.MaxProcs {
+			return 0, usagef("%d sockets at once need %d processes at the open-file limit %d, more than %d", open, want, limit, loadgen.MaxProcs)
+		}
+	}
+	if per := (open + want - 1) / want; per > perShard {
+		return 0, usagef("--procs %d: each process would hold %d sockets, the open-file limit %d allows %d (give --procs %d or more)",
+			want, per, limit, perShard, (open+perShard-1)/perShard)
+	}
+	return want, nil
+}
+
+// printShards says on stderr what each child process of a run did.
+func printShards(stderr io.Writer, name string, hold bool, shards []loadgen.Shard) {
+	for i, s := range shards {
+		from := s.FirstIP.String()
+		if !s.LastIP.Equal(s.FirstIP) {
+			from += "-" + s.LastIP.String()
+		}
+		how := fmt.Sprintf("%d workers", s.Concurrency)
+		if s.Rate > 0 {
+			how = fmt.Sprintf("%g/s", s.Rate)
+		}
+		held := ""
+		if hold {
+			held = fmt.Sprintf(", %d held", s.Held)
+		}
+		fmt.Fprintf(stderr, "loadtest %s: shard %d/%d pid %d: devices %d-%d from %s, %s: %d ok, %d failed%s\n",
+			name, i+1, len(shards), s.PID, s.FirstDevice, s.FirstDevice+s.Devices-1, from, how, s.Succeeded, s.Failed, held)
+	}
 }
 
 // runLoad runs the load with a progress line on stderr once a second.
@@ -370,6 +432,20 @@ func cmdLoadtestPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) e
 		return loadgen.ServePionEcho(ctx, cfg, stdout)
 	}
 	return loadgen.ServePionCoAP(ctx, cfg, stdout)
+}
+
+// cmdLoadtestShard is the hidden command `loadtest-shard`: one of the child
+// processes among which loadtest shares its devices (--procs). Its orders
+// come on its standard input and its reports go to its standard output, one
+// JSON object per line (see loadgen.RunShard); it ends when its standard
+// input does (the load test is done, or gone), on SIGINT or SIGTERM.
+func cmdLoadtestShard(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q: the orders come on standard input", args[0])
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return loadgen.RunShard(ctx, stdin, stdout)
 }
 
 // loadtestReport collects the runs of one loadtest and prints them.

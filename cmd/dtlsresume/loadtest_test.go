@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,13 @@ import (
 // memory store (for session_id and client_state) and an echo on every
 // connection.
 func startEchoListener(t *testing.T) string {
+	t.Helper()
+	return echoListener(t, nil)
+}
+
+// echoListener is startEchoListener, calling accepted (when set) with the
+// remote address of every connection it accepts.
+func echoListener(t *testing.T, accepted func(net.Addr)) string {
 	t.Helper()
 	key := []byte("secretPSK-dtlsresume")
 	l, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, &dtls.Config{
@@ -40,6 +48,9 @@ func startEchoListener(t *testing.T) string {
 			c, err := l.Accept()
 			if err != nil {
 				return
+			}
+			if accepted != nil {
+				accepted(c.RemoteAddr())
 			}
 			go func() {
 				defer c.Close()
@@ -187,6 +198,10 @@ func TestLoadtestBadUsage(t *testing.T) {
 		{"loadtest", "127.0.0.1:5684", "--spawn", "openssl"},
 		{"loadtest", "127.0.0.1:5684", "extra"},
 		{"loadtest-peer", "openssl-echo"},
+		{"loadtest", "127.0.0.1:5684", "--procs", "-1"},
+		{"loadtest", "127.0.0.1:5684", "--procs", "300", "-n", "1000"},
+		{"loadtest", "127.0.0.1:5684", "--procs", "6", "-n", "5"},
+		{"loadtest-shard", "extra"},
 	} {
 		code, _, stderr := runCmd(args...)
 		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -261,5 +276,142 @@ func TestLoadtestSpawnBoth(t *testing.T) {
 	requireKeys(t, objs[2], "kind", "handshakes_per_s_ours_over_pion", "cpu_per_handshake_ours_over_pion", "rss_per_held_conn_ours_over_pion")
 	if objs[2]["kind"] != "comparison" {
 		t.Errorf("last object %v", objs[2])
+	}
+}
+
+func TestLoadtestProcsCount(t *testing.T) {
+	for _, c := range []struct {
+		want, open int
+		limit      uint64
+		procs      int // 0: a usage error
+	}{
+		{0, 100, 20000, 1},
+		{0, 19744, 20000, 1},
+		{0, 19745, 20000, 2},
+		{0, 100000, 20000, 6}, // at most 19,488 each
+		{0, 30000, 20000, 2},
+		{1, 100, 20000, 1},
+		{1, 100000, 20000, 0},
+		{2, 100000, 20000, 0},
+		{6, 100000, 20000, 6},
+		{10, 100000, 20000, 10},
+		{2, 100, 20000, 2},
+		{0, 1000, 400, 0}, // no room at all
+	} {
+		got, err := loadtestProcs(c.want, c.open, c.limit)
+		if c.procs == 0 {
+			if err == nil || !errors.As(err, new(usageError)) {
+				t.Errorf("%+v: %d processes, error %v; want a usage error", c, got, err)
+			}
+			continue
+		}
+		if err != nil || got != c.procs {
+			t.Errorf("%+v: %d processes, %v", c, got, err)
+		}
+	}
+}
+
+// shardLine is what loadtest says on stderr about each child process.
+var shardLine = regexp.MustCompile(`loadtest (\w+): shard (\d+)/(\d+) pid (\d+): devices (\d+)-(\d+) from (\S+), (\d+) workers: (\d+) ok, (\d+) failed, (\d+) held`)
+
+// TestLoadtestProcs shares 100 held devices between two child processes
+// and checks that the run reads as one: merged counts, one JSON object,
+// and 100 distinct source address and port pairs, 50 from each child's own
+// addresses.
+func TestLoadtestProcs(t *testing.T) {
+	var mu sync.Mutex
+	sources := map[string]int{} // address:port → connections
+	addr := echoListener(t, func(a net.Addr) {
+		mu.Lock()
+		defer mu.Unlock()
+		sources[a.String()]++
+	})
+	p := peers.Start(t, binary, "loadtest", addr, "--procs", "2", "-n", "100", "-c", "8", "--hold", "--ports-per-addr", "10", "--json")
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
+	}
+	out := p.Output()
+	var objs []map[string]any
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "{") {
+			objs = append(objs, decodeObjects(t, line)...)
+		}
+	}
+	if len(objs) != 1 {
+		t.Fatalf("%d objects in\n%s", len(objs), out)
+	}
+	r := objs[0]
+	requireKeys(t, r, runKeys...)
+	if r["devices"] != 100.0 || r["concurrency"] != 8.0 || r["succeeded"] != 100.0 || r["failed"] != 0.0 || r["held"] != 100.0 || r["source_addresses"] != 10.0 {
+		t.Errorf("devices %v, -c %v, succeeded %v, failed %v (%v), held %v, source addresses %v",
+			r["devices"], r["concurrency"], r["succeeded"], r["failed"], r["failures"], r["held"], r["source_addresses"])
+	}
+	if p50, p99 := r["p50_ms"].(float64), r["p99_ms"].(float64); p50 <= 0 || p99 < p50 {
+		t.Errorf("p50 %v, p99 %v", p50, p99)
+	}
+
+	shards := shardLine.FindAllStringSubmatch(out, -1)
+	if len(shards) != 2 {
+		t.Fatalf("%d shard lines in\n%s", len(shards), out)
+	}
+	want := [][]string{
+		{"1", "2", "0", "49", "127.1.0.1-127.1.0.5", "4", "50", "0", "50"},
+		{"2", "2", "50", "99", "127.1.0.6-127.1.0.10", "4", "50", "0", "50"},
+	}
+	for i, m := range shards {
+		got := append([]string{m[2], m[3]}, m[5:]...) // all but the pid
+		if strings.Join(got, " ") != strings.Join(want[i], " ") {
+			t.Errorf("shard line %q, want %v", m[0], want[i])
+		}
+	}
+	if shards[0][4] == shards[1][4] {
+		t.Errorf("both shards had pid %s", shards[0][4])
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	perIP := map[string]int{}
+	for a, n := range sources {
+		host, _, _ := net.SplitHostPort(a)
+		perIP[host]++
+		if n != 1 {
+			t.Errorf("%d connections from %s", n, a)
+		}
+	}
+	if len(sources) != 100 || len(perIP) != 10 {
+		t.Errorf("%d source address:port pairs from %d addresses: %v", len(sources), len(perIP), perIP)
+	}
+	for i := 1; i <= 10; i++ {
+		if ip := "127.1.0." + strconv.Itoa(i); perIP[ip] != 10 {
+			t.Errorf("%d devices from %s", perIP[ip], ip)
+		}
+	}
+}
+
+// TestLoadtestProcsSpawn measures a spawned server of ours while two child
+// processes hold resumed connections to it.
+func TestLoadtestProcsSpawn(t *testing.T) {
+	p := peers.Start(t, binary, "loadtest", "127.0.0.1:0", "--spawn", "ours", "--procs", "2", "-n", "60", "--mode", "session_ticket", "--hold", "--json")
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
+	}
+	out := p.Output()
+	var objs []map[string]any
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "{") {
+			objs = append(objs, decodeObjects(t, line)...)
+		}
+	}
+	if len(objs) != 1 {
+		t.Fatalf("%d objects in\n%s", len(objs), out)
+	}
+	r := objs[0]
+	if r["server"] != "ours" || r["primed"] != 60.0 || r["succeeded"] != 60.0 || r["resumed"] != 60.0 || r["held"] != 60.0 {
+		t.Errorf("server %v, primed %v, succeeded %v (failures %v), resumed %v, held %v", r["server"], r["primed"], r["succeeded"], r["failures"], r["resumed"], r["held"])
+	}
+	u, _ := r["server_usage"].(map[string]any)
+	requireKeys(t, u, "pid", "cpu_ms", "cpu_ms_per_handshake", "rss_before_bytes", "rss_after_bytes", "rss_per_held_conn_bytes")
+	if n := len(shardLine.FindAllString(out, -1)); n != 2 {
+		t.Errorf("%d shard lines in\n%s", n, out)
 	}
 }

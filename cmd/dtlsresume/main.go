@@ -52,6 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdLoadtest(args[1:], stdout, stderr)
 	case "loadtest-peer": // hidden: the pion server that loadtest --spawn runs
 		err = cmdLoadtestPeer(args[1:], stdin, stdout, stderr)
+	case "loadtest-shard": // hidden: a child process that runs some of loadtest's devices
+		err = cmdLoadtestShard(args[1:], stdin, stdout)
 	case "get", "put", "post", "observe":
 		err = cmdCoAP(args[0], args[1:], stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
