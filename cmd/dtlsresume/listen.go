@@ -103,8 +103,14 @@ func startServer(name, addr string, args []string, stdout, stderr io.Writer) (*d
 	if err != nil {
 		return nil, nil, nil, nil, usagef("--addr %q: %v", sec.addr, err)
 	}
+	demo := cfg.PSK == nil && len(cfg.Certificates) == 0
 	if err := demoCredentials(cfg, stdout); err != nil {
 		return nil, nil, nil, nil, err
+	}
+	if demo && !laddr.IP.IsLoopback() {
+		// The demo PSK is printed in the README: on a reachable address
+		// anyone can use it.
+		logger.Warn("serving with the public demo PSK on an address others can reach; give --psk or --cert", "addr", laddr.String())
 	}
 	cfg.Logger = logger
 	cleanup, err := sec.setupServer(cfg, logger, stdout)

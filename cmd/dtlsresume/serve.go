@@ -16,7 +16,8 @@ import (
 // cmdServe runs the CoAP-over-DTLS server with the default resources
 // (/.well-known/core, /time, /echo, /large) until SIGINT or SIGTERM.
 func cmdServe(args []string, stdout, stderr io.Writer) error {
-	l, cfg, logger, cleanup, err := startServer("serve", ":5684", args, stdout, stderr)
+	// Loopback unless an address is given: the demo credentials are public.
+	l, cfg, logger, cleanup, err := startServer("serve", defaultAddr, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
