@@ -4,7 +4,8 @@
 #   scripts/test.sh [go test flags...]
 #
 # 1. Installs the external DTLS peers the interop tests drive, if missing
-#    (Debian packages openssl, gnutls-bin, libcoap3-bin, redis-server): one
+#    (Debian packages openssl, gnutls-bin, libcoap3-bin, redis-server, and
+#    tshark for the capture tests): one
 #    `apt-get update`, then `apt-get install -y --no-install-recommends`, with
 #    sudo only when not root. Does nothing when every binary is present.
 # 2. go mod download
@@ -35,6 +36,7 @@ PEERS=(
 	coap-client-openssl:libcoap3-bin
 	coap-server-openssl:libcoap3-bin
 	redis-server:redis-server
+	tshark:tshark
 )
 
 install_peers() {
@@ -88,7 +90,7 @@ section "versions"
 go version
 command -v openssl >/dev/null && openssl version || true
 command -v gnutls-cli >/dev/null && gnutls-cli --version | head -n 1 || true
-command -v dpkg-query >/dev/null && dpkg-query -W -f='${Package} ${Version}\n' libcoap3-bin redis-server 2>/dev/null || true
+command -v dpkg-query >/dev/null && dpkg-query -W -f='${Package} ${Version}\n' libcoap3-bin redis-server tshark 2>/dev/null || true
 
 read -r -a PKGS <<<"${DTLSRESUME_TEST_PKGS:-./...}"
 if ((${#PKGS[@]} == 0)); then
