@@ -1,7 +1,9 @@
 -- dtlsresume.lua: a Wireshark/tshark dissector for the session_resumption_type
--- hello extension of github.com/dtlsresume/dtlsresume (wire format: the
--- ClientResumptionTypes and ServerResumptionType structs of the project's
--- resumption spec §3.2; package negotiation, extension.go, is the reference).
+-- hello extension of github.com/dtlsresume/dtlsresume. The wire format is
+-- the ClientResumptionTypes and ServerResumptionType structs documented on
+-- ClientOffer and ServerAnswer in negotiation/extension.go, whose codec is
+-- the reference; internal/wiresharktest checks that this dissector flags
+-- exactly the payloads that codec rejects.
 --
 -- Load it for one run:
 --
