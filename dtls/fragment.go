@@ -254,9 +254,9 @@ type outItem struct {
 	body    []byte
 }
 
-// packFlight turns a flight into datagrams of at most mtu bytes. Handshake
-// messages of one epoch share a record while they fit, records share a
-// datagram, and a message that does not fit is fragmented. It is called again
+// packFlight turns a flight into datagrams of at most mtu bytes. Each
+// handshake message goes in a record of its own, records share a datagram
+// while they fit, and a message that does not fit is fragmented. It is called again
 // for every retransmission so that each record gets a fresh sequence number.
 func packFlight(rl *recordLayer, items []outItem, mtu int) ([][]byte, error) {
 	var (
@@ -326,6 +326,11 @@ func packFlight(rl *recordLayer, items []outItem, mtu int) ([][]byte, error) {
 			rec = marshalHandshakeHeader(rec, it.msgType, len(it.body), it.seq, offset, n)
 			rec = append(rec, it.body[offset:offset+n]...)
 			offset += n
+		}
+		// One handshake message (or fragment) per record: some deployed
+		// peers read only a record's first message (docs/decisions.md 7).
+		if err := sealRec(); err != nil {
+			return nil, err
 		}
 	}
 	if err := flush(); err != nil {

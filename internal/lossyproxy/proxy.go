@@ -81,6 +81,11 @@ type Config struct {
 	// direction are serialized; calls for the two directions may run
 	// concurrently. Filter must not call the Proxy's Close.
 	Filter func(dir Direction, n int, datagram []byte) Verdict
+	// Rewrite, if not nil, replaces every datagram that is forwarded (after
+	// Filter and the impairments) by what it returns, to play a peer that
+	// reads datagrams its own way. It may return its argument; calls follow
+	// Filter's rules.
+	Rewrite func(dir Direction, datagram []byte) []byte
 }
 
 // DirStats counts one direction's datagrams.
@@ -375,6 +380,9 @@ func (p *Proxy) handle(d Direction, data []byte, send func([]byte) error) {
 	if drop {
 		p.count(d, func(s *DirStats) { s.Dropped++ })
 		return
+	}
+	if p.cfg.Rewrite != nil {
+		data = p.cfg.Rewrite(d, data)
 	}
 	copies := 1
 	if dup {
