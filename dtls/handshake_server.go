@@ -166,7 +166,11 @@ func (hs *serverHandshakeState) resume(ctx context.Context) error {
 		c.state.SessionID = res.sessionID
 	case negotiation.ClientState:
 		if refresh != nil {
-			c.storeClientState(ctx, hs.ch.offer.Handle, refresh, st)
+			// The refreshed record lives from now, as the client's new
+			// ticket does; its session_created still caps its age.
+			renewed := *st
+			renewed.Timestamp = c.cfg.now()
+			c.storeClientState(ctx, hs.ch.offer.Handle, refresh, &renewed)
 		}
 	}
 	return nil
