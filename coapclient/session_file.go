@@ -10,14 +10,16 @@ import (
 	"sync"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/atomicfile"
 )
 
 // FileSessionCache is a dtls.ClientSessionCache that keeps one session in a
 // file, so that a client process started again resumes with the server it
 // last talked to (session_id and session_ticket need this; client_state
 // needs nothing). The file holds the master secret: it is written with mode
-// 0600, through a temporary file and a rename, so a crash never leaves half
-// a file.
+// 0600 through a fresh temporary file in the same directory (never through
+// a file or link someone left at a predictable name), fsynced and renamed
+// over it, so a crash never leaves half a file (internal/atomicfile).
 //
 // Format: the cache key on the first line, then the encoded session
 // (dtls.ClientSession.Marshal) in base64.
@@ -93,12 +95,8 @@ func (f *FileSessionCache) writeLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := f.path + ".tmp"
 	data := f.key + "\n" + base64.StdEncoding.EncodeToString(raw) + "\n"
-	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
-		return fmt.Errorf("coapclient: session file: %w", err)
-	}
-	if err := os.Rename(tmp, f.path); err != nil {
+	if err := atomicfile.WriteFile(f.path, []byte(data)); err != nil {
 		return fmt.Errorf("coapclient: session file: %w", err)
 	}
 	return nil
