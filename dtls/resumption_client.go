@@ -46,6 +46,12 @@ func (c *Conn) resumableSession() *ClientSession {
 	if c.cfg.Resumption != nil && !negotiation.Policy(c.cfg.Resumption).Allows(s.Resumption()) {
 		return nil
 	}
+	if s.state.Peer.Type == ticketfmt.PSK && c.cfg.PSK != nil {
+		// The credential may have been withdrawn since.
+		if key, err := c.cfg.PSK(s.state.Peer.PSKIdentity); err != nil || len(key) == 0 {
+			return nil
+		}
+	}
 	for _, suite := range c.cfg.suites(true) {
 		if uint16(suite.id) == s.state.CipherSuite {
 			return s

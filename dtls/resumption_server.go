@@ -177,6 +177,9 @@ func (res *resumption) acceptable(cfg *Config, ch *clientHelloInfo) (bool, error
 	switch {
 	case !ok:
 		return false, nil
+	case !cfg.stillAccepts(&st.Peer):
+		// A revoked identity gets a full handshake, which then fails.
+		return false, nil
 	case st.ExtendedMasterSecret && !ch.offeredEMS:
 		return false, localAlert(alertHandshakeFailure, errEMSDowngrade)
 	case !st.ExtendedMasterSecret && (ch.offeredEMS || cfg.ExtendedMasterSecret == RequireExtendedMasterSecret):
@@ -184,6 +187,25 @@ func (res *resumption) acceptable(cfg *Config, ch *clientHelloInfo) (bool, error
 		return false, nil
 	}
 	return true, nil
+}
+
+// stillAccepts asks the server's credentials again whether the session's
+// client may come back: a PSK identity the PSK callback no longer knows, or
+// a certificate that VerifyPeerCertificate now refuses, does not resume.
+func (cfg *Config) stillAccepts(peer *ticketfmt.PeerIdentity) bool {
+	switch peer.Type {
+	case ticketfmt.PSK:
+		if cfg.PSK == nil {
+			return false
+		}
+		key, err := cfg.PSK(peer.PSKIdentity)
+		return err == nil && len(key) > 0
+	case ticketfmt.CertificateBased:
+		if cfg.VerifyPeerCertificate != nil {
+			return cfg.VerifyPeerCertificate(peer.Certificates, nil) == nil
+		}
+	}
+	return true
 }
 
 // prepare builds the reply's ServerHello (with a fresh random) and, when
