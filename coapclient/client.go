@@ -1,7 +1,6 @@
 package coapclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,7 +51,10 @@ type Response struct {
 	// HasObserve says whether the response had one.
 	Observe    uint32
 	HasObserve bool
-	Payload    []byte
+	// Options are the response's options but the block-wise ones (Block1,
+	// Block2, Size1, Size2): the response may have come in blocks.
+	Options message.Options
+	Payload []byte
 }
 
 func (r Response) String() string {
@@ -63,6 +65,10 @@ func (r Response) String() string {
 type Client struct {
 	conn *dtls.Conn
 	cc   *udpClient.Conn
+	// Block-wise transfers are the Client's, not go-coap's (see Do):
+	// blockwise says whether they are on, szx is the block size.
+	blockwise bool
+	szx       blockwise.SZX
 }
 
 // Dial resolves addr ("host:port"), completes a DTLS handshake with cfg
@@ -88,7 +94,9 @@ func Dial(ctx context.Context, addr string, cfg *dtls.Config, opts ...Option) (*
 
 // NewClient starts a CoAP client on an established conn, which it owns from
 // then on. Blocks are 1024 bytes, which fits the dtls default MTU; for a
-// smaller MTU pass options.WithBlockwise with a smaller size.
+// smaller MTU pass options.WithBlockwise with a smaller size. The Client
+// does block-wise transfers itself with that size (see Do); go-coap's own
+// are off.
 func NewClient(conn *dtls.Conn, opts ...Option) *Client {
 	// As go-coap's dtls.Client, on its public constructors.
 	cfg := udpClient.DefaultConfig
@@ -119,13 +127,15 @@ func NewClient(conn *dtls.Conn, opts ...Option) *Client {
 		}
 		errorsFunc(fmt.Errorf("dtls: %v: %w", conn.RemoteAddr(), err))
 	}
-	createBlockWise := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
-	if cfg.BlockwiseEnable {
-		createBlockWise = func(cc *udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] {
-			return blockwise.New(cc, cfg.BlockwiseTransferTimeout, cfg.Errors,
-				func(token message.Token) (*pool.Message, bool) { return cc.GetObservationRequest(token) })
-		}
+	// go-coap's block-wise layer sends Block1 only for PUT and POST, and
+	// takes a 2.31 Continue to anything else for a broken transfer: Do
+	// does both directions itself, for every method.
+	bw, szx := cfg.BlockwiseEnable, cfg.BlockwiseSZX
+	if szx > blockwise.SZX1024 {
+		szx = blockwise.SZX1024
 	}
+	cfg.BlockwiseEnable = false
+	createBlockWise := func(*udpClient.Conn) *blockwise.BlockWise[*udpClient.Conn] { return nil }
 	session := dtlsServer.NewSession(cfg.Ctx, coapNet.NewConn(conn), cfg.MaxMessageSize, cfg.MTU, cfg.CloseSocket)
 	cc := udpClient.NewConnWithOpts(session, &cfg,
 		udpClient.WithBlockWise(createBlockWise),
@@ -141,7 +151,7 @@ func NewClient(conn *dtls.Conn, opts ...Option) *Client {
 			cfg.Errors(err)
 		}
 	}()
-	return &Client{conn: conn, cc: cc}
+	return &Client{conn: conn, cc: cc, blockwise: bw, szx: szx}
 }
 
 // splitQuery splits "path?a=1&b" into the path and Uri-Query options.
@@ -159,62 +169,36 @@ func splitQuery(path string) (string, []message.Option) {
 	return p, opts
 }
 
-func (c *Client) response(m *pool.Message, err error) (Response, error) {
-	if err != nil {
-		return Response{}, err
-	}
-	defer c.cc.ReleaseMessage(m)
-	return toResponse(m)
-}
-
-func toResponse(m *pool.Message) (Response, error) {
-	r := Response{Code: m.Code()}
-	if cf, err := m.ContentFormat(); err == nil {
-		r.ContentFormat, r.HasContentFormat = cf, true
-	}
-	if obs, err := m.Observe(); err == nil {
-		r.Observe, r.HasObserve = obs, true
-	}
-	if m.Body() != nil {
-		b, err := m.ReadBody()
-		if err != nil {
-			return r, fmt.Errorf("coapclient: reading the payload: %w", err)
-		}
-		r.Payload = b
-	}
-	return r, nil
-}
-
 // Get sends a GET for path (which may end in "?query"; '&' separates
 // Uri-Query options) and returns the response, whatever its code. A large
 // response is fetched block-wise.
 func (c *Client) Get(ctx context.Context, path string) (Response, error) {
-	p, opts := splitQuery(path)
-	return c.response(c.cc.Get(ctx, p, opts...))
+	return c.Do(ctx, Request{Method: codes.GET, Path: path})
 }
 
 // Put sends a PUT with payload (block-wise when it is large).
 func (c *Client) Put(ctx context.Context, path string, contentFormat message.MediaType, payload []byte) (Response, error) {
-	p, opts := splitQuery(path)
-	return c.response(c.cc.Put(ctx, p, contentFormat, bytes.NewReader(payload), opts...))
+	return c.Do(ctx, Request{Method: codes.PUT, Path: path, Options: contentFormatOption(contentFormat), Payload: payload})
 }
 
 // Post sends a POST with payload (block-wise when it is large).
 func (c *Client) Post(ctx context.Context, path string, contentFormat message.MediaType, payload []byte) (Response, error) {
-	p, opts := splitQuery(path)
-	return c.response(c.cc.Post(ctx, p, contentFormat, bytes.NewReader(payload), opts...))
+	return c.Do(ctx, Request{Method: codes.POST, Path: path, Options: contentFormatOption(contentFormat), Payload: payload})
 }
 
 // Delete sends a DELETE.
 func (c *Client) Delete(ctx context.Context, path string) (Response, error) {
-	p, opts := splitQuery(path)
-	return c.response(c.cc.Delete(ctx, p, opts...))
+	return c.Do(ctx, Request{Method: codes.DELETE, Path: path})
+}
+
+func contentFormatOption(cf message.MediaType) []message.Option {
+	return []message.Option{{ID: message.ContentFormat, Value: encodeUint(uint32(cf))}}
 }
 
 // Observe registers for notifications of path (RFC 7641). onNotify gets
 // the registration's response first, then each notification that go-coap
-// accepts as newer (by Observe sequence); it runs on go-coap's receive
-// loop, so it should return quickly. Observe returns once
+// accepts as newer (by Observe sequence), one at a time and in order, on a
+// goroutine of the observation's own. Observe returns once
 // the server answered the registration (an error for a code other than 2.05
 // or 2.03); cancel deregisters. A server that does not support observe
 // answers without an Observe option: onNotify sees HasObserve false and
@@ -223,16 +207,29 @@ func (c *Client) Observe(ctx context.Context, path string, onNotify func(Respons
 	if onNotify == nil {
 		return nil, errors.New("coapclient: Observe needs onNotify")
 	}
-	p, opts := splitQuery(path)
-	obs, err := c.cc.Observe(ctx, p, func(m *pool.Message) {
-		if r, err := toResponse(m); err == nil {
-			onNotify(r)
-		}
-	}, opts...)
+	first, cancel, err := c.observe(ctx, Request{Method: codes.GET, Path: path}, onNotify, true)
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context) error { return obs.Cancel(ctx) }, nil
+	if first.Code != codes.Content && first.Code != codes.Valid {
+		_ = cancel(ctx)
+		return nil, fmt.Errorf("coapclient: observing %s: the server answered %v", path, first.Code)
+	}
+	return cancel, nil
+}
+
+// ObserveRequest registers for notifications with a GET or FETCH request
+// (RFC 7641, RFC 8132) and returns the registration's response, whatever
+// its code. When the response is a success with an Observe option, the
+// notifications that follow go to onNotify (not the registration's
+// response), one at a time and in order, on a goroutine of the
+// observation's own, until cancel. Otherwise nothing follows and cancel
+// does nothing.
+func (c *Client) ObserveRequest(ctx context.Context, req Request, onNotify func(Response)) (first Response, cancel func(ctx context.Context) error, err error) {
+	if onNotify == nil {
+		return Response{}, nil, errors.New("coapclient: ObserveRequest needs onNotify")
+	}
+	return c.observe(ctx, req, onNotify, false)
 }
 
 // ConnectionState returns the DTLS connection's state.

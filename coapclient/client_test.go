@@ -3,6 +3,7 @@ package coapclient_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"github.com/dtlsresume/dtlsresume/internal/coaptest"
 	"net"
 	"strings"
@@ -80,6 +81,26 @@ func startGoCoapServer(t *testing.T) string {
 	})
 	handle("/big", func(w mux.ResponseWriter, r *mux.Message) {
 		_ = w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(big))
+	})
+	// /inspect: describes the request it got (method, type, options) and
+	// answers with an ETag and a Max-Age.
+	handle("/inspect", func(w mux.ResponseWriter, r *mux.Message) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "code=%d type=%v", r.Code(), r.Type())
+		for _, o := range r.Options() {
+			fmt.Fprintf(&b, " %d=%x", o.ID, o.Value)
+		}
+		_ = w.SetResponse(codes.Content, message.TextPlain, bytes.NewReader([]byte(b.String())),
+			message.Option{ID: message.ETag, Value: []byte{0xe7}}, message.Option{ID: message.MaxAge, Value: []byte{30}})
+	})
+	// /bigobs: observable, with a representation of several blocks: go-coap
+	// sends the first block of it, and the client GETs the rest (RFC 7959
+	// §2.6).
+	handle("/bigobs", func(w mux.ResponseWriter, r *mux.Message) {
+		_ = w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(big))
+		if obs, err := r.Observe(); err == nil && obs == 0 {
+			w.Message().SetObserve(2)
+		}
 	})
 	// /counter: the registration's answer carries "0", then three
 	// notifications "1", "2", "3" follow at 100 ms intervals.
@@ -256,4 +277,73 @@ func abbrev(b []byte) string {
 		return string(b[:60]) + "..."
 	}
 	return string(b)
+}
+
+// TestDoOptionsAndNON: Do sends the options it is given, a query, and NON
+// when asked; the response's options come back, and a payload goes with
+// any method.
+func TestDoOptionsAndNON(t *testing.T) {
+	addr := startGoCoapServer(t)
+	c := dial(t, addr)
+	ctx := coaptest.Context(t)
+	r, err := c.Do(ctx, coapclient.Request{Method: codes.GET, Path: "/inspect?a=1", NonConfirmable: true,
+		Options: []message.Option{{ID: message.Accept, Value: []byte{60}}, {ID: 65000, Value: []byte{0xca, 0xfe}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uri-Path "inspect", Uri-Query "a=1", Accept 60, option 65000.
+	want := "code=1 type=NonConfirmable 11=696e7370656374 15=613d31 17=3c 65000=cafe"
+	if string(r.Payload) != want {
+		t.Errorf("the server saw %q, want %q", r.Payload, want)
+	}
+	if e, err := r.Options.GetBytes(message.ETag); err != nil || !bytes.Equal(e, []byte{0xe7}) {
+		t.Errorf("ETag %x (%v) in Options %v", e, err, r.Options)
+	}
+	if v, err := r.Options.GetUint32(message.MaxAge); err != nil || v != 30 {
+		t.Errorf("Max-Age %d (%v)", v, err)
+	}
+	if _, err := c.Do(ctx, coapclient.Request{Method: codes.GET, Path: "/inspect",
+		Options: []message.Option{{ID: message.Block2, Value: []byte{1}}}}); err == nil {
+		t.Error("Do took a Block2 option of the caller's")
+	}
+}
+
+// TestObserveBlockwiseNotification: a representation bigger than a block
+// reaches onNotify whole (the client fetches the blocks after the first).
+func TestObserveBlockwiseNotification(t *testing.T) {
+	addr := startGoCoapServer(t)
+	c := dial(t, addr)
+	ctx := coaptest.Context(t)
+	first, cancel, err := c.ObserveRequest(ctx, coapclient.Request{Method: codes.GET, Path: "/bigobs"}, func(coapclient.Response) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel(ctx)
+	if first.Code != codes.Content || !first.HasObserve || !bytes.Equal(first.Payload, big) {
+		t.Errorf("registration: %v observe=%v with %d bytes, want 2.05 with Observe and %d bytes", first.Code, first.HasObserve, len(first.Payload), len(big))
+	}
+}
+
+// TestObserveRequestNotObservable: a resource that answers without Observe
+// gives its answer and no observation.
+func TestObserveRequestNotObservable(t *testing.T) {
+	addr := startGoCoapServer(t)
+	c := dial(t, addr)
+	ctx := coaptest.Context(t)
+	first, cancel, err := c.ObserveRequest(ctx, coapclient.Request{Method: codes.GET, Path: "/hello"}, func(r coapclient.Response) {
+		t.Errorf("notification %v", r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.HasObserve || string(first.Payload) != "hello world" {
+		t.Errorf("answer %v, Observe %v", first, first.HasObserve)
+	}
+	if err := cancel(ctx); err != nil {
+		t.Errorf("cancel: %v", err)
+	}
+	first, _, err = c.ObserveRequest(ctx, coapclient.Request{Method: codes.GET, Path: "/missing"}, func(coapclient.Response) {})
+	if err != nil || first.Code != codes.NotFound {
+		t.Errorf("observing /missing: %v, %v; want the 4.04", first, err)
+	}
 }
