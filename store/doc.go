@@ -13,9 +13,9 @@
 // logs and also treats as a miss (it bounds each call, so a hung store
 // costs a handshake at most that bound).
 //
-// The package imports ticketfmt (for the key rings) and nothing else of
-// this module; its stores satisfy the engine's dtls.SessionStore
-// structurally.
+// The package imports ticketfmt (for the key rings) and internal/atomicfile
+// (for the file store's log) and nothing else of this module; its stores
+// satisfy the engine's dtls.SessionStore structurally.
 //
 // # Backends
 //
@@ -69,9 +69,12 @@
 // Compaction. When the log exceeds [FileConfig].CompactMinBytes and twice
 // what its live records need, a background compaction writes the live
 // records (least recently used first, so a reload keeps the LRU order
-// approximately) and the records written meanwhile to PATH.compact with a
-// fresh salt, fsyncs it, renames it over the log and fsyncs the directory:
-// a crash at any point leaves either the old log or the new one.
+// approximately) and the records written meanwhile to a fresh temporary
+// file .PATH.tmp-RANDOM in the same directory (internal/atomicfile: created
+// with O_EXCL and mode 0600, so a file or link someone planted is never
+// written through) with a fresh salt, fsyncs it, renames it over the log
+// and fsyncs the directory: a crash at any point leaves either the old log
+// or the new one, and the next open removes a temporary file it left.
 //
 // Not covered: someone who can write the file can delete records (full
 // handshakes) or roll the whole file back to an older copy (its sessions

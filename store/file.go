@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dtlsresume/dtlsresume/internal/atomicfile"
 )
 
 // Defaults of [FileConfig].
@@ -248,6 +250,15 @@ func NewFile(path string, key []byte, cfg FileConfig) (*File, error) {
 		return nil, fmt.Errorf("store: file %s: in use by another process (%w)", path, err)
 	}
 	f.lock = lock
+	// Under the lock no one else writes the log: what a crash left in the
+	// middle of a compaction goes (and PATH.compact, where versions before
+	// internal/atomicfile wrote).
+	if err := atomicfile.RemoveStale(path); err != nil {
+		f.log.Warn("store: file: removing temporary files a crash left", "path", path, "err", err)
+	}
+	if err := os.Remove(path + ".compact"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		f.log.Warn("store: file: removing a temporary file a crash left", "path", path+".compact", "err", err)
+	}
 	if err := f.load(); err != nil {
 		f.unlock()
 		return nil, err
@@ -673,14 +684,12 @@ func (f *File) compactReserved() (err error) {
 		ops = append(ops, op)
 	}
 	var seq uint64
-	tmp := f.path + ".compact"
-	out, written, err := f.writeRecords(tmp, hdr, &seq, ops)
+	out, written, err := f.writeRecords(hdr, &seq, ops)
 	if err != nil {
 		return err
 	}
 	fail := func(err error) error {
-		out.Close()
-		os.Remove(tmp)
+		out.Abort()
 		return err
 	}
 
@@ -709,18 +718,18 @@ func (f *File) compactReserved() (err error) {
 			return fail(fmt.Errorf("store: file: compaction: %w", err))
 		}
 	}
-	if err := os.Rename(tmp, f.path); err != nil {
+	if err := out.Commit(); err != nil {
 		return fail(fmt.Errorf("store: file: compaction: %w", err))
 	}
 	if !f.noSync {
-		if err := syncDir(filepath.Dir(f.path)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(f.path)); err != nil {
 			f.log.Warn("store: file: fsync of the directory failed", "path", f.path, "err", err)
 		}
 	}
 	if f.f != nil {
 		f.f.Close()
 	}
-	f.f, f.hdr, f.size, f.seq = out, hdr, written, seq
+	f.f, f.hdr, f.size, f.seq = out.File, hdr, written, seq
 	f.gen++
 	f.endCompactionLocked()
 	f.stats.Compactions++
@@ -734,32 +743,31 @@ func (f *File) writeLog(hdr fileHeader, seq *uint64, ops []fileOp) (*os.File, er
 	if seq == nil {
 		seq = new(uint64)
 	}
-	tmp := f.path + ".compact"
-	out, _, err := f.writeRecords(tmp, hdr, seq, ops)
+	out, _, err := f.writeRecords(hdr, seq, ops)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp, f.path); err != nil {
-		out.Close()
-		os.Remove(tmp)
+	if err := out.Commit(); err != nil {
+		out.Abort()
 		return nil, fmt.Errorf("store: file: %w", err)
 	}
 	if !f.noSync {
-		_ = syncDir(filepath.Dir(f.path))
+		_ = atomicfile.SyncDir(filepath.Dir(f.path))
 	}
-	return out, nil
+	return out.File, nil
 }
 
-// writeRecords writes a header and ops to a fresh file at name, fsynced.
-func (f *File) writeRecords(name string, hdr fileHeader, seq *uint64, ops []fileOp) (*os.File, int64, error) {
-	out, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+// writeRecords writes a header and ops to a fresh temporary file that is to
+// replace f.path (internal/atomicfile: mode 0600, never a file or link left
+// at a predictable name), fsynced unless NoSync.
+func (f *File) writeRecords(hdr fileHeader, seq *uint64, ops []fileOp) (*atomicfile.File, int64, error) {
+	out, err := atomicfile.Create(f.path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: file: %w", err)
 	}
-	fail := func(err error) (*os.File, int64, error) {
-		out.Close()
-		os.Remove(name)
-		return nil, 0, fmt.Errorf("store: file: writing %s: %w", name, err)
+	fail := func(err error) (*atomicfile.File, int64, error) {
+		out.Abort()
+		return nil, 0, fmt.Errorf("store: file: writing %s: %w", out.Name(), err)
 	}
 	buf := hdr.marshal(f.sealer)
 	var written int64
@@ -787,15 +795,6 @@ func (f *File) writeRecords(name string, hdr fileHeader, seq *uint64, ops []file
 		}
 	}
 	return out, written, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Len returns the number of records held, including expired ones not yet

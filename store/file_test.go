@@ -409,8 +409,51 @@ func TestFileCompaction(t *testing.T) {
 	if v, ok := g.GetMeta("meta"); !ok || string(v) != "kept" {
 		t.Errorf("meta after compaction: %q %v", v, ok)
 	}
-	if _, err := os.Stat(path + ".compact"); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary file left: %v", err)
+	if names, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*.tmp-*")); len(names) > 0 {
+		t.Errorf("temporary files left: %q", names)
+	}
+}
+
+// TestFileCompactionIgnoresPlantedFiles: a link planted at PATH.compact
+// (where compaction once wrote, truncating whatever it pointed to) is not
+// followed, and the temporary file a crash left in the middle of a
+// compaction is removed when the store is opened again.
+func TestFileCompactionIgnoresPlantedFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s")
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, path+".compact"); err != nil {
+		t.Fatal(err)
+	}
+	f := openFile(t, path, FileConfig{NoSync: true})
+	mustPut(t, f, "k", "v", time.Hour)
+	if err := f.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
+		t.Errorf("the link's target: %q %v", b, err)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode() != 0o600 {
+		t.Errorf("log after compaction: %v %v", fi, err)
+	}
+	f.Close()
+	crashed := filepath.Join(dir, ".s.tmp-123456")
+	if err := os.WriteFile(crashed, []byte("half a compaction"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := openFile(t, path, FileConfig{NoSync: true})
+	defer g.Close()
+	mustGet(t, g, "k", "v")
+	for _, name := range []string{crashed, path + ".compact"} {
+		if _, err := os.Lstat(name); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after open: %v", name, err)
+		}
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
+		t.Errorf("the link's target after reopening: %q %v", b, err)
 	}
 }
 
