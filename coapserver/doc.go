@@ -17,9 +17,12 @@
 // go-coap's net.NewConn, and runs a udp/client.Conn over a dtls/server.Session,
 // reading one datagram per Read. No pion type carries our traffic (go-coap's
 // net package still imports pion/dtls v3 for its own DTLSListener, so pion
-// stays linked in), and every go-coap server feature (mux, observe, block-wise, CON/NON
+// stays linked in), and every go-coap server feature (mux, observe, CON/NON
 // retransmission, inactivity monitor and keep-alive, OnNewConn, request
-// monitor) runs unchanged. Two adjustments are made here:
+// monitor) runs unchanged but block-wise transfers, which Server does
+// itself (see [Server]: go-coap ties the blocks of an upload by token and
+// only for PUT and POST, so libcoap's uploads, a token per block, reached
+// handlers cut to their last block). Two more adjustments are made here:
 //   - go-coap stops Serve only on io.EOF (its net.ErrListenerIsClosed); our
 //     Listener reports net.ErrClosed, on which go-coap's accept loop would spin.
 //     Serve wraps the Listener to translate that error.
@@ -34,7 +37,9 @@
 // their body only uses it as a net.Conn. The lowest public layer that takes a
 // net.Conn is the same one the server uses: net.NewConn(conn), then
 // dtls/server.NewSession, then udp/client.NewConnWithOpts, then Run. Package
-// coapclient repeats dtls.Client's dozen lines on those public constructors.
+// coapclient repeats dtls.Client's dozen lines on those public constructors,
+// and does block-wise transfers itself too (go-coap's client sends Block1
+// only for PUT and POST).
 //
 // Handlers can reach the DTLS state of their peer with [ConnectionState].
 package coapserver

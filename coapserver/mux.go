@@ -46,8 +46,9 @@ var wellKnownCore = fmt.Sprintf(`</time>;rt="time";ct=0;obs,</echo>;ct=0,</large
 //	/.well-known/core  GET: the resources below in CoRE link format (ct 40)
 //	/time              GET: the current UTC time, RFC 3339 (text/plain);
 //	                   observable: a notification every second
-//	/echo              GET: "echo"; PUT and POST: 2.04 with the request's
-//	                   payload and Content-Format
+//	/echo              GET: "echo"; PUT, POST, PATCH and iPATCH: 2.04 with
+//	                   the request's payload and Content-Format; FETCH: the
+//	                   same as 2.05
 //	/large             GET: Large(), 4 KiB, more than one datagram, so it
 //	                   is sent block-wise (Block2)
 //
@@ -69,21 +70,25 @@ func DefaultMux() *mux.Router {
 		switch req.Code() {
 		case codes.GET:
 			respond(w, codes.Content, message.TextPlain, []byte("echo"))
-		case codes.PUT, codes.POST:
+		case codes.PUT, codes.POST, codeFETCH, codePATCH, codeIPATCH:
 			body, err := req.ReadBody()
 			if err != nil {
 				respond(w, codes.BadRequest, message.TextPlain, nil)
 				return
 			}
+			code := codes.Changed
+			if req.Code() == codeFETCH {
+				code = codes.Content
+			}
 			cf, err := req.ContentFormat()
 			if err != nil {
 				// No Content-Format in the request: none in the answer.
-				if err := w.SetResponse(codes.Changed, 0, nil); err == nil {
+				if err := w.SetResponse(code, 0, nil); err == nil {
 					w.Message().SetBody(bytes.NewReader(body))
 				}
 				return
 			}
-			respond(w, codes.Changed, cf, body)
+			respond(w, code, cf, body)
 		default:
 			respond(w, codes.MethodNotAllowed, message.TextPlain, nil)
 		}

@@ -42,6 +42,18 @@ type Options struct {
 // DTLS MTU and a 10 s transfer timeout; a 16 KiB read buffer; a periodic
 // runner (retransmissions, inactivity checks) that ticks every 500 ms
 // instead of every 4 s; go-coap's errors to Options.Logger.
+//
+// Block-wise transfers (RFC 7959) are done by Server, not by go-coap, so
+// that handlers see a Block1 upload whole whatever the client does with
+// tokens, for every method (FETCH, PATCH and iPATCH included): blocks belong
+// to one upload when they come on one connection with the same code and
+// options (Request-Tag included, RFC 9175), and the handler runs once, on
+// the whole body. An upload may total go-coap's MaxMessageSize (64 KiB;
+// options.WithMaxMessageSize); a connection has at most 4 uploads, and 4
+// responses being sent in blocks, open at once. options.WithBlockwise in
+// Extra sets the block size and the transfer timeout, or turns block-wise
+// transfers off. Messages a handler sends on its own (notifications through
+// Conn().WriteMessage) are not split: keep them within one block.
 type Server struct {
 	srv  *dtlsServer.Server
 	dtls *dtls.Config
@@ -93,6 +105,15 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	list = append(list, opts.Extra...)
+	// Last: block-wise transfers move from go-coap into blockwiseHandler,
+	// with the settings the options above (Extra included) left.
+	list = append(list, serverOption(func(cfg *dtlsServer.Config) {
+		if !cfg.BlockwiseEnable || cfg.Handler == nil {
+			return
+		}
+		cfg.Handler = newBlockwiseHandler(cfg.Handler, cfg.BlockwiseSZX, cfg.BlockwiseTransferTimeout, cfg.MaxMessageSize).serve
+		cfg.BlockwiseEnable = false
+	}))
 	return &Server{srv: dtlsServer.New(list...), dtls: opts.DTLS}, nil
 }
 
