@@ -27,8 +27,8 @@ import (
 // session_resumption_type extension still resumes by RFC 5077 ticket and
 // RFC 5246 session ID against servers that do not know it (they ignore the
 // extension and never answer it, so Negotiated stays false), and our
-// server with a Resumption policy still resumes legacy clients (spec §3.4,
-// DESIGN.md decision 10). Where our client talks, a relay records the
+// server with a Resumption policy still resumes legacy clients
+// (docs/decisions.md 21–22). Where our client talks, a relay records the
 // datagrams so that the test also sees the extension on the wire.
 
 // negOffer is what our client offers in these tests.

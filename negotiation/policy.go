@@ -46,8 +46,9 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// Select is the server's rule (DESIGN decision 3): the first type in the
-// client's order that the server policy allows, or None when nothing fits.
+// Select is the server's rule: the first type in the client's order that the
+// server policy allows, or None when nothing fits; the server's own order
+// does not matter.
 // Unknown offered values are skipped; an offered None ends the search with None
 // (None is always acceptable).
 func Select(offered []Type, server Policy) Type {

@@ -27,7 +27,7 @@ func TestTypeString(t *testing.T) {
 }
 
 func TestTypeValues(t *testing.T) {
-	// The wire values are fixed by spec §3.2 / DESIGN decision 2.
+	// The wire values are fixed by the extension's wire format (see ClientOffer).
 	if None != 0 || SessionID != 1 || SessionTicket != 2 || ClientState != 3 {
 		t.Fatal("SessionResumptionType values changed")
 	}

@@ -5,13 +5,13 @@
 // key ring where that must outlive the process or be shared: in the file
 // store ([FileKeyRing]) or in Redis ([SharedKeyRing], [SyncKeyRing]).
 //
-// Every record has a lifetime (DESIGN.md decision 9: 24 h by default for
-// sessions and client_state records), and every store is bounded: losing a
-// record, to expiry, eviction, a crash or a store that is down, only costs
-// the peer a full handshake. A miss is reported as an error wrapping
-// [ErrNotFound]; any other error means the store failed, which the engine
-// logs and also treats as a miss (it bounds each call, so a hung store
-// costs a handshake at most that bound).
+// Every record has a lifetime, which the engine sets (24 h by default for
+// sessions and client_state records: dtls.Config.SessionLifetime), and every
+// store is bounded: losing a record, to expiry, eviction, a crash or a store
+// that is down, only costs the peer a full handshake. A miss is reported as
+// an error wrapping [ErrNotFound]; any other error means the store failed,
+// which the engine logs and also treats as a miss (it bounds each call, so a
+// hung store costs a handshake at most that bound).
 //
 // The package imports ticketfmt (for the key rings) and internal/atomicfile
 // (for the file store's log) and nothing else of this module; its stores

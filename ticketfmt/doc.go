@@ -2,7 +2,7 @@
 // again. That is its one job: it does no I/O, keeps no sessions and knows
 // nothing of handshakes.
 //
-// One format serves two purposes (spec §5.2, DESIGN.md decision 5): the
+// One format serves two purposes (docs/decisions.md 14): the
 // RFC 5077 tickets a server issues to its clients (label [LabelServer]) and
 // the client_state tickets a client seals for a server to park on its behalf
 // (label [LabelClient]). Only the issuer ever opens a ticket, so the format is

@@ -14,7 +14,9 @@ import (
 	"time"
 )
 
-// Defaults of KeyRingConfig (DESIGN.md decision 9).
+// Defaults of KeyRingConfig: a key seals for a day and then opens tickets
+// for another, as long as the engine's default session lifetime (24 h), so
+// a ticket stays openable for as long as it may be resumed.
 const (
 	DefaultRotation       = 24 * time.Hour
 	DefaultTicketLifetime = 24 * time.Hour
@@ -562,8 +564,8 @@ const clientKeyInfo = "dtlsresume client ticket key v1"
 
 // DeriveClientKey derives a client's ticket key from its long-term credential
 // (its PSK, or an encoding of its private key that never changes) with
-// HKDF-SHA256, no salt, info "dtlsresume client ticket key v1" (DESIGN.md
-// decision 4). The credential must not be empty.
+// HKDF-SHA256, no salt, info "dtlsresume client ticket key v1"
+// (docs/decisions.md 25). The credential must not be empty.
 func DeriveClientKey(credential []byte) ([KeySize]byte, error) {
 	var key [KeySize]byte
 	if len(credential) == 0 {
