@@ -51,6 +51,9 @@ type KeySync struct {
 
 	mu      sync.Mutex // serialises SyncNow
 	healthy bool       // the last sync succeeded (for logging transitions)
+	// foreign is how many published fields failed authentication under
+	// the store key at the last load (logged when it changes).
+	foreign int
 
 	trigger     chan struct{}
 	lastTrigger atomic.Int64
@@ -333,7 +336,15 @@ func (s *KeySync) aad(field string) []byte {
 }
 
 // load reads the published schedule; fields that do not decode are
-// returned in bad.
+// returned in bad (and deleted by the next publication).
+//
+// With a store key, a field that fails authentication is neither used nor
+// deleted: it was sealed under another key (servers of another cluster, or
+// misconfigured, sharing the prefix) or written by someone who can write
+// to Redis but does not hold the key (a forged key in the clear, say).
+// Using it would let that someone choose the ticket key; deleting it would
+// let two clusters with different keys delete each other's schedule at
+// every sync. They are logged when their number changes.
 func (s *KeySync) load(ctx context.Context) ([]ticketfmt.ExportedKey, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.r.timeout)
 	defer cancel()
@@ -343,12 +354,19 @@ func (s *KeySync) load(ctx context.Context) ([]ticketfmt.ExportedKey, []string, 
 	}
 	var keys []ticketfmt.ExportedKey
 	var bad []string
+	foreign := 0
+	defer func() {
+		if foreign != s.foreign && foreign > 0 {
+			s.log.Warn("store: redis: published ticket keys not sealed under our store key (another store key, or forged); ignored",
+				"hash", s.hashKey, "count", foreign)
+		}
+		s.foreign = foreign
+	}()
 	for field, v := range m {
 		b := []byte(v)
 		if s.r.sealer != nil {
 			if b, err = s.r.sealer.open(b, s.aad(field)); err != nil {
-				s.log.Warn("store: redis: a published ticket key failed authentication; ignored", "field", field)
-				bad = append(bad, field)
+				foreign++
 				continue
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,10 +71,13 @@ var _ Store = (*Redis)(nil)
 // reached now is not an error: it is logged, the store's calls fail until
 // it is reachable, and the server does full handshakes meanwhile. ctx bounds
 // the first ping.
+//
+// Errors and log lines never quote the URL's user name or password
+// ([RedactURL]).
 func NewRedis(ctx context.Context, url string, cfg RedisConfig) (*Redis, error) {
-	opt, err := redis.ParseURL(url)
+	opt, err := parseRedisURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("store: redis URL: %w", err)
+		return nil, err
 	}
 	r := &Redis{prefix: cfg.Prefix, timeout: cfg.Timeout, maxVal: cfg.MaxValueBytes, log: cfg.Logger}
 	if r.prefix == "" {
@@ -116,6 +120,66 @@ func NewRedis(ctx context.Context, url string, cfg RedisConfig) (*Redis, error) 
 		r.log.Warn("store: redis not reachable yet; full handshakes until it is", "addr", opt.Addr, "err", err)
 	}
 	return r, nil
+}
+
+// CheckRedisURL reports whether [NewRedis] accepts url, without connecting;
+// its error, like NewRedis's, does not quote the URL's user name or
+// password.
+func CheckRedisURL(url string) error {
+	_, err := parseRedisURL(url)
+	return err
+}
+
+// parseRedisURL is go-redis's ParseURL with errors that keep the URL's
+// userinfo out: net/url's errors quote the whole URL, and go-redis's quote
+// the path or query, where a malformed password ends up (a "/" or "?" in it
+// ends the authority early). So a URL with userinfo is parsed again with
+// the userinfo redacted, and that error is the one reported.
+func parseRedisURL(u string) (*redis.Options, error) {
+	opt, err := redis.ParseURL(u)
+	if err == nil {
+		return opt, nil
+	}
+	red := RedactURL(u)
+	if red == u {
+		return nil, fmt.Errorf("store: redis URL: %w", err)
+	}
+	if _, err := redis.ParseURL(red); err != nil {
+		return nil, fmt.Errorf("store: redis URL: %s", err)
+	}
+	return nil, errors.New("store: redis URL: the user name or password does not parse (percent-encode the characters : / ? # [ ] @ % in it)")
+}
+
+// RedactURL returns u as it may be shown in a log or an error: everything
+// between the scheme and the last "@" (a URL's userinfo, such as a Redis
+// password, or any part of one that does not parse) becomes "***". A u
+// without "@" is returned as it is. It works on any string, URL or not.
+func RedactURL(u string) string {
+	at := strings.LastIndexByte(u, '@')
+	if at < 0 {
+		return u
+	}
+	return u[:schemeEnd(u[:at])] + "***" + u[at:]
+}
+
+// schemeEnd is where what follows a leading "scheme:" or "scheme://" of s
+// starts; 0 if s does not start with a scheme.
+func schemeEnd(s string) int {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+		case i > 0 && ('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'):
+		case i > 0 && c == ':':
+			if strings.HasPrefix(s[i:], "://") {
+				return i + 3
+			}
+			return i + 1
+		default:
+			return 0
+		}
+	}
+	return 0
 }
 
 // Ping checks that Redis answers.
