@@ -59,6 +59,12 @@ type Config struct {
 	// PSKIdentityHint is, on a client, the identity it sends and, on a
 	// server, the hint it sends (nil: no ServerKeyExchange in PSK suites).
 	PSKIdentityHint []byte
+	// RevealUnknownPSKIdentity makes a server answer an identity its PSK
+	// callback does not know with unknown_psk_identity at once. By default
+	// it goes on as if the identity existed with another key, so that an
+	// unknown identity and a wrong key look the same, decrypt_error after
+	// the same exchange, and identities cannot be enumerated (RFC 4279 §2).
+	RevealUnknownPSKIdentity bool
 
 	// RootCAs verify the server's chain on a client; ClientCAs verify the
 	// client's chain on a server.

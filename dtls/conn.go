@@ -266,6 +266,10 @@ const maxBadHandshakeRecords = 3
 
 var errKeysDiffer = errors.New("the peer's protected records do not authenticate: the two sides derived different keys (wrong PSK?)")
 
+// errUnknownIdentityHidden ends a handshake whose client claimed a PSK
+// identity the server does not know, answered as a wrong key.
+var errUnknownIdentityHidden = errors.New("ClientKeyExchange: unknown PSK identity (answered as a wrong key, RFC 4279 §2)")
+
 // maxEarlyRecords bounds the records kept while their epoch has no keys yet.
 const maxEarlyRecords = 8
 
@@ -310,7 +314,13 @@ func (c *Conn) handleRecord(r *record) {
 			// rather than wait for the handshake timeout; one stray
 			// record is still only dropped.
 			if hs.badRecords++; hs.badRecords >= maxBadHandshakeRecords {
-				c.setReadErr(localAlert(alertBadRecordMAC, errKeysDiffer))
+				// decrypt_error, as RFC 4279 §2 answers both a wrong key
+				// and an unknown identity.
+				cause := errKeysDiffer
+				if hs.unknownIdentity {
+					cause = errUnknownIdentityHidden
+				}
+				c.setReadErr(localAlert(alertDecryptError, cause))
 			}
 		}
 		return

@@ -36,6 +36,10 @@ type handshakeTransport struct {
 	peerFinished, sentLast bool
 	// stage is what the handshake is doing, for the error if it fails.
 	stage string
+	// unknownIdentity: the server goes on with a random key for a PSK
+	// identity it does not know, which the client's failing Finished will
+	// show (RevealUnknownPSKIdentity off).
+	unknownIdentity bool
 }
 
 // newHandshakeTransport starts the handshake transport of a connection

@@ -314,7 +314,16 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 		c.state.PSKIdentity = cke.identity
 		psk, err := c.cfg.PSK(cke.identity)
 		if err != nil || len(psk) == 0 {
-			return localAlert(alertUnknownPSKIdentity, errors.New("ClientKeyExchange: unknown PSK identity"))
+			if c.cfg.RevealUnknownPSKIdentity {
+				return localAlert(alertUnknownPSKIdentity, errors.New("ClientKeyExchange: unknown PSK identity"))
+			}
+			// Go on with a key nobody knows: the client's Finished then
+			// fails as under a wrong key (RFC 4279 §2).
+			hs.unknownIdentity = true
+			psk = make([]byte, 32)
+			if _, err := rand.Read(psk); err != nil {
+				return localAlert(alertInternalError, err)
+			}
 		}
 		preMaster = prf.PSKPreMasterSecret(psk)
 		c.state.PSKIdentityHint = c.cfg.PSKIdentityHint

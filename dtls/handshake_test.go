@@ -185,7 +185,7 @@ func TestConcurrentHandshakesOnOneListener(t *testing.T) {
 }
 
 // TestWrongPSKFailsFast: with different keys the server cannot open the
-// client's Finished; after a few tries it says so with bad_record_mac
+// client's Finished; after a few tries it says so with decrypt_error
 // instead of both sides waiting for the handshake timeout.
 func TestWrongPSKFailsFast(t *testing.T) {
 	scfg := pskServerConfig()
@@ -196,8 +196,8 @@ func TestWrongPSKFailsFast(t *testing.T) {
 	start := time.Now()
 	_, err := DialContext(context.Background(), "udp", l.Addr().(*net.UDPAddr), ccfg)
 	var ae *AlertError
-	if !errors.As(err, &ae) || !ae.Remote || alertDescription(ae.Description) != alertBadRecordMAC {
-		t.Fatalf("err = %v, want the peer's bad_record_mac alert", err)
+	if !errors.As(err, &ae) || !ae.Remote || alertDescription(ae.Description) != alertDecryptError {
+		t.Fatalf("err = %v, want the peer's decrypt_error alert", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v", d)

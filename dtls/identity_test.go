@@ -72,3 +72,55 @@ func TestRevokedIdentityDoesNotResume(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownIdentityLooksLikeAWrongKey: identities cannot be enumerated.
+// A client with an unknown identity and one with a known identity but a
+// wrong key get the same alert after the same exchange (the same number of
+// flights each way); only the server's own report tells them apart.
+func TestUnknownIdentityLooksLikeAWrongKey(t *testing.T) {
+	type outcome struct {
+		alert            string
+		flightsSent      int
+		messagesReceived int
+	}
+	run := func(mutate func(*Config)) (outcome, Reason) {
+		var mu sync.Mutex
+		var srvErr error
+		scfg := pskServerConfig()
+		scfg.HandshakeObserver = func(_ ConnectionState, err error) { mu.Lock(); srvErr = err; mu.Unlock() }
+		l := startEchoServer(t, scfg)
+		ccfg := pskClientConfig()
+		mutate(ccfg)
+		var o outcome
+		ccfg.Trace = func(ev TraceEvent) {
+			switch {
+			case ev.Sent && ev.Message == "Finished":
+				o.flightsSent++
+			case !ev.Sent:
+				o.messagesReceived++
+			}
+		}
+		_, err := Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
+		var ae *AlertError
+		if !errors.As(err, &ae) || !ae.Remote {
+			t.Fatalf("err = %v, want the server's alert", err)
+		}
+		o.alert = alertDescription(ae.Description).String()
+		waitFor(t, "the server's report", func() bool { mu.Lock(); defer mu.Unlock(); return srvErr != nil })
+		mu.Lock()
+		defer mu.Unlock()
+		r, _ := ReasonOf(srvErr)
+		return o, r
+	}
+	unknown, unknownReason := run(func(c *Config) { c.PSKIdentityHint = []byte("nobody") })
+	wrong, wrongReason := run(func(c *Config) { c.PSK = func([]byte) ([]byte, error) { return []byte("another key"), nil } })
+	if unknown != wrong {
+		t.Fatalf("an unknown identity is told apart from a wrong key: %+v vs %+v", unknown, wrong)
+	}
+	if unknown.alert != "decrypt_error" {
+		t.Fatalf("alert %s, want decrypt_error", unknown.alert)
+	}
+	if unknownReason != ReasonUnknownIdentity || wrongReason != ReasonBadKey {
+		t.Fatalf("the server's reasons: %q and %q", unknownReason, wrongReason)
+	}
+}

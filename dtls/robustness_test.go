@@ -701,8 +701,12 @@ func TestServerRejectsClientFlight(t *testing.T) {
 			return e.handshake(typeClientKeyExchange, 0, nil)
 		}, alertDecodeError},
 		{"unknown PSK identity", func(e *rawEnd) []byte {
-			return e.pskKeyExchange([]byte("mallory"))
-		}, alertUnknownPSKIdentity},
+			// Answered as a wrong key (RFC 4279 §2): the Finished, sealed
+			// under keys the server cannot have, fails three times.
+			cke := e.pskKeyExchange([]byte("mallory"))
+			fin := e.finished()
+			return cat(cke, e.ccs(), fin, fin, fin)
+		}, alertDecryptError},
 		{"Finished with wrong verify_data", func(e *rawEnd) []byte {
 			cke := e.pskKeyExchange([]byte("client1"))
 			return cat(cke, e.ccs(), e.handshake(typeFinished, 1, make([]byte, 12)))
@@ -810,18 +814,28 @@ func TestServerRejectsECDHEClientFlight(t *testing.T) {
 }
 
 // TestServerUnknownPSKIdentity runs our own client with an identity the
-// server does not know: the server sends unknown_psk_identity and the
-// client returns it as a remote alert.
+// server does not know. By default the server answers it as a wrong key
+// (decrypt_error after the client's Finished failed, RFC 4279 §2); with
+// RevealUnknownPSKIdentity it sends unknown_psk_identity at once.
 func TestServerUnknownPSKIdentity(t *testing.T) {
-	l := robustPSKServer(t)
-	cfg := pskClientConfig()
-	cfg.PSKIdentityHint = []byte("nobody")
-	cfg.HandshakeTimeout = robustHandshakeTimeout
-	start := time.Now()
-	_, err := Dial("udp", l.Addr().(*net.UDPAddr), cfg)
-	wantAlertError(t, err, alertUnknownPSKIdentity, true)
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("failure took %v", d)
+	for _, reveal := range []bool{false, true} {
+		scfg := pskServerConfig()
+		scfg.HandshakeTimeout = robustHandshakeTimeout
+		scfg.RevealUnknownPSKIdentity = reveal
+		l := startEchoServer(t, scfg)
+		cfg := pskClientConfig()
+		cfg.PSKIdentityHint = []byte("nobody")
+		cfg.HandshakeTimeout = robustHandshakeTimeout
+		start := time.Now()
+		_, err := Dial("udp", l.Addr().(*net.UDPAddr), cfg)
+		if reveal {
+			wantAlertError(t, err, alertUnknownPSKIdentity, true)
+		} else {
+			wantAlertError(t, err, alertDecryptError, true)
+		}
+		if d := time.Since(start); d > robustHandshakeTimeout {
+			t.Errorf("reveal %v: failure took %v", reveal, d)
+		}
 	}
 }
 

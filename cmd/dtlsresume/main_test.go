@@ -407,8 +407,9 @@ func TestObserveCommand(t *testing.T) {
 // reason, in text or JSON; the key never appears.
 func TestListenLogsHandshakeFailures(t *testing.T) {
 	p, addr := startListen(t, "--log-format", "json")
-	code, _, stderr := runCmd("dial", "--addr", addr, "--psk", "intruder:0102030405", "--message", "x", "--timeout", "3s")
-	if code != 1 || !strings.Contains(stderr, "unknown_psk_identity") {
+	// An unknown identity is answered as a wrong key (RFC 4279 §2).
+	code, _, stderr := runCmd("dial", "--addr", addr, "--psk", "intruder:0102030405", "--message", "x", "--timeout", "5s", "--retransmit", "100ms")
+	if code != 1 || !strings.Contains(stderr, "decrypt_error") {
 		t.Fatalf("dial: exit %d, stderr %q", code, stderr)
 	}
 	m, err := p.WaitForRegexp(regexp.MustCompile(`\{[^\n]*"msg":"handshake failed"[^\n]*\}`), 5*time.Second)
@@ -420,7 +421,7 @@ func TestListenLogsHandshakeFailures(t *testing.T) {
 		t.Fatalf("%v: %s", err, m[0])
 	}
 	if line["level"] != "INFO" || line["identity"] != "intruder" || line["reason"] != "unknown_identity" ||
-		!strings.HasPrefix(fmt.Sprint(line["peer"]), "127.0.0.1:") || !strings.Contains(fmt.Sprint(line["stage"]), "ClientKeyExchange") {
+		!strings.HasPrefix(fmt.Sprint(line["peer"]), "127.0.0.1:") || !strings.Contains(fmt.Sprint(line["stage"]), "Finished") {
 		t.Fatalf("log line %s", m[0])
 	}
 	if strings.Contains(m[0], "0102030405") {
