@@ -219,6 +219,7 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 func (s *securityFlags) registerServer(fs *flag.FlagSet) {
 	fs.StringVar(&s.storeSpec, "store", "memory", storeFlagUsage)
 	fs.StringVar(&s.storeKey, "store-key", "", storeKeyFlagUsage)
+	registerStoreInsecure(fs)
 	fs.StringVar(&s.metricsAddr, "metrics", "", "serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9100)")
 	s.limits.register(fs)
 }

@@ -56,7 +56,7 @@ func coapGet(t *testing.T, addr string, c resumptionClient, serverName string) c
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("get %s: %q: %v", c.typ, out, err)
 	}
-	if res.Code != "Content" || res.Resumption != c.typ {
+	if res.Code != "2.05" || res.Resumption != c.typ {
 		t.Fatalf("get %s: %+v", c.typ, res)
 	}
 	return res
@@ -145,7 +145,7 @@ func TestServeClusterOnRedis(t *testing.T) {
 	var addrs []string
 	for i := 0; i < 3; i++ {
 		addr := freeUDPAddr(t)
-		startServeAt(t, addr, "--store", url)
+		startServeAt(t, addr, "--store", url, "--store-key", testStoreKeyHex)
 		addrs = append(addrs, addr)
 	}
 	clients := resumptionClients(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -111,6 +112,9 @@ func TestOpenStoreErrors(t *testing.T) {
 		{"memory:0", nil, "", "CAPACITY must be a number of records"},
 		{"memory:1M", nil, "", "CAPACITY must be a number of records"},
 		{"redis://host:notaport", nil, "", "--store"},
+		{"redis://127.0.0.1:1", nil, "", "--store-insecure"},
+		{"redis://:hunter2@127.0.0.1:1", nil, "", "give --store-key or $DTLSRESUME_STORE_KEY"},
+		{"rediss://127.0.0.1:1/0", nil, "", "--store-insecure"},
 	} {
 		t.Setenv(storeKeyEnv, tc.env)
 		_, _, _, err := openStore(tc.spec, tc.key, nil)
@@ -126,9 +130,6 @@ func TestOpenStoreErrors(t *testing.T) {
 	}
 	if k, err := parseStoreKey(""); err != nil || k != nil {
 		t.Errorf("parseStoreKey empty: %x %v", k, err)
-	}
-	if got := redactURL("redis://:secret@host:6379/1"); got != "redis://***@host:6379/1" {
-		t.Errorf("redactURL = %q", got)
 	}
 	for spec, want := range map[string]string{"": "memory", "memory": "memory", "memory:1000000": "memory", "file:/x": "file", "redis://h:1": "redis", "rediss://h:1/2": "redis"} {
 		if got := storeBackendName(spec); got != want {
@@ -213,7 +214,7 @@ func TestOpenStoreRedis(t *testing.T) {
 		t.Errorf("the second server cannot open the first one's ticket: %v", err)
 	}
 	// Nothing listens here: not an error, handshakes are just full.
-	s3, _, close3, err := openStore(fmt.Sprintf("redis://127.0.0.1:%d", freePort(t)), nil, nil)
+	s3, _, close3, err := openStoreWith(fmt.Sprintf("redis://127.0.0.1:%d", freePort(t)), nil, true, nil)
 	if err != nil {
 		t.Fatalf("unreachable redis: %v", err)
 	}
@@ -230,4 +231,88 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestStoreSealing: for every backend, whether a store starts without a
+// key, with one, and with --store-insecure, and what it logs.
+func TestStoreSealing(t *testing.T) {
+	key, _ := parseStoreKey(testStoreKeyHex)
+	for _, tc := range []struct {
+		spec     string
+		key      []byte
+		insecure bool
+		sealed   bool
+		err      string // "" for no error
+	}{
+		{"memory", nil, false, false, ""},
+		{"memory:10", key, true, false, ""},
+		{"file:/x", key, false, true, ""},
+		{"file:/x", key, true, true, ""},
+		{"file:/x", nil, false, false, "needs an operator key"},
+		{"file:/x", nil, true, false, "--store-insecure does not apply"},
+		{"redis://h:1", key, false, true, ""},
+		{"redis://h:1", key, true, true, ""},
+		{"redis://h:1", nil, true, false, ""},
+		{"redis://:hunter2@h:1", nil, false, false, "--store-key or $DTLSRESUME_STORE_KEY (64 hex digits, the same on every server) to seal them, or --store-insecure"},
+	} {
+		sp, err := parseStoreSpec(tc.spec)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.spec, err)
+		}
+		sealed, err := storeSealing(sp, tc.key, tc.insecure)
+		if sealed != tc.sealed || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("storeSealing(%q, key %t, insecure %t) = %t, %v; want %t, %q", tc.spec, tc.key != nil, tc.insecure, sealed, err, tc.sealed, tc.err)
+		}
+		if err != nil && (!errors.As(err, new(usageError)) || strings.Contains(err.Error(), "hunter2")) {
+			t.Errorf("storeSealing(%q): %v: not a usage error, or it shows the password", tc.spec, err)
+		}
+		if err != nil {
+			continue
+		}
+		var logs strings.Builder
+		logStoreSealing(slog.New(slog.NewTextHandler(&logs, nil)), sp, sealed, tc.insecure)
+		switch out := logs.String(); {
+		case sp.backend == "memory":
+			if out != "" {
+				t.Errorf("%q logs %q", tc.spec, out)
+			}
+		case sealed:
+			if !strings.Contains(out, "level=INFO") || !strings.Contains(out, "sealed under the store key") ||
+				strings.Contains(out, "--store-insecure ignored") != tc.insecure {
+				t.Errorf("%q sealed, insecure %t, logs %q", tc.spec, tc.insecure, out)
+			}
+		default:
+			if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "IN THE CLEAR (--store-insecure)") {
+				t.Errorf("%q insecure logs %q", tc.spec, out)
+			}
+		}
+	}
+}
+
+// TestStoreSpecErrorsHidePassword: no error of the --store parser shows
+// the password of a Redis URL, however malformed the URL.
+func TestStoreSpecErrorsHidePassword(t *testing.T) {
+	for _, spec := range []string{
+		"redis://:hunter2@127.0.0.1:notaport",
+		"redis://:hun/ter2@127.0.0.1:6379",
+		"redis://:hun?ter2@127.0.0.1",
+		"redis://:hunter2@127.0.0.1/db",
+		"redis:/:hunter2@127.0.0.1",
+		"Redis://:hunter2@127.0.0.1",
+		"redis//:hunter2@127.0.0.1",
+		"mysql://root:hunter2@db",
+	} {
+		_, err := parseStoreSpec(spec)
+		if err == nil {
+			t.Errorf("%q accepted", spec)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hun") || !errors.As(err, new(usageError)) {
+			t.Errorf("%q: %v", spec, err)
+		}
+		_, _, _, err = openStoreWith(spec, nil, true, nil)
+		if err == nil || strings.Contains(err.Error(), "hun") {
+			t.Errorf("openStoreWith(%q): %v", spec, err)
+		}
+	}
 }
