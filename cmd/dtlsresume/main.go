@@ -12,7 +12,7 @@ const usage = `usage: dtlsresume <command> [flags]
 
 commands:
   serve    CoAP over DTLS server (udp/5684) with /.well-known/core, /time, /echo, /large
-  get      CoAP GET of a coaps:// URI (put, post and observe likewise)
+  get      CoAP GET of a coaps:// URI (put, post, delete, fetch, patch, ipatch and observe likewise)
   listen   DTLS echo server
   dial     DTLS client: sends a message (or stdin) and prints the echoed reply
   demo     runs a server and a client in one process and prints a table of handshakes
@@ -54,7 +54,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdLoadtestPeer(args[1:], stdin, stdout, stderr)
 	case "loadtest-shard": // hidden: a child process that runs some of loadtest's devices
 		err = cmdLoadtestShard(args[1:], stdin, stdout)
-	case "get", "put", "post", "observe":
+	case "get", "put", "post", "delete", "fetch", "patch", "ipatch", "observe":
 		err = cmdCoAP(args[0], args[1:], stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
