@@ -17,8 +17,8 @@ import (
 	"github.com/dtlsresume/dtlsresume/internal/wiresharktest"
 )
 
-// getResult is the part of `get --json` these tests read.
-type getResult struct {
+// capturedGetResult is the part of `get --json` these tests read.
+type capturedGetResult struct {
 	Resumed    bool   `json:"resumed"`
 	Resumption string `json:"resumption"`
 }
@@ -98,7 +98,7 @@ func TestWiresharkShowsResumptionExtension(t *testing.T) {
 			if err != nil {
 				t.Fatalf("get %s run %d: %v", typ, run, err)
 			}
-			var res getResult
+			var res capturedGetResult
 			if err := json.Unmarshal(out, &res); err != nil {
 				t.Fatalf("get %s: %q: %v", typ, out, err)
 			}
@@ -148,10 +148,10 @@ func TestWiresharkShowsResumptionExtension(t *testing.T) {
 					switch msg, _ := p.Get("dtlsresume.message"); msg.Show {
 					case "1":
 						hellos++
-						checkOffer(t, what, p, typ, &csHandle)
+						checkCapturedOffer(t, what, p, typ, &csHandle)
 					case "2":
 						answers++
-						checkAnswer(t, what, p, typ, run == 1, full)
+						checkCapturedAnswer(t, what, p, typ, run == 1, full)
 					default:
 						t.Errorf("%s: frame %d: extension in handshake message %q", what, p.Number, msg.Show)
 					}
@@ -167,11 +167,11 @@ func TestWiresharkShowsResumptionExtension(t *testing.T) {
 	}
 }
 
-// checkOffer checks a ClientHello's session_resumption_type as the
+// checkCapturedOffer checks a ClientHello's session_resumption_type as the
 // dissector shows it: `--resumption typ` offers typ alone; a client_state
 // client sends its handle, the same in every run, and always asks for its
 // ticket back (resume 1, docs/decisions.md 23); other clients send neither.
-func checkOffer(t *testing.T, what string, p wiresharktest.Packet, typ string, csHandle *string) {
+func checkCapturedOffer(t *testing.T, what string, p wiresharktest.Packet, typ string, csHandle *string) {
 	t.Helper()
 	code := map[string]string{"session_id": "1", "session_ticket": "2", "client_state": "3"}[typ]
 	offered := p.All("dtlsresume.offered")
@@ -202,11 +202,11 @@ func checkOffer(t *testing.T, what string, p wiresharktest.Packet, typ string, c
 	}
 }
 
-// checkAnswer checks a ServerHello's session_resumption_type: the server
+// checkCapturedAnswer checks a ServerHello's session_resumption_type: the server
 // selects typ; only a client_state resumption carries a ticket, the one the
 // client sent in its NewSessionTicket (in the clear, before its
 // ChangeCipherSpec) during the full handshake full.
-func checkAnswer(t *testing.T, what string, p wiresharktest.Packet, typ string, resumed bool, full []wiresharktest.Packet) {
+func checkCapturedAnswer(t *testing.T, what string, p wiresharktest.Packet, typ string, resumed bool, full []wiresharktest.Packet) {
 	t.Helper()
 	code := map[string]string{"session_id": "1", "session_ticket": "2", "client_state": "3"}[typ]
 	if sel, _ := p.Get("dtlsresume.selected"); sel.Show != code || sel.ShowName != "Selected type: "+typ+" ("+code+")" {
