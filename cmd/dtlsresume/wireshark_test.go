@@ -157,10 +157,10 @@ func TestWiresharkShowsResumptionExtension(t *testing.T) {
 					}
 				}
 				// A full handshake repeats its ClientHello with the cookie; a
-				// resumption skips the cookie exchange.
-				wantHellos := 2 - run
-				if hellos != wantHellos || answers != 1 {
-					t.Errorf("%s: %d ClientHellos and %d ServerHellos show the extension, want %d and 1", what, hellos, answers, wantHellos)
+				// resumption usually skips the cookie exchange (a slow store
+				// lookup may still cost one, docs/decisions.md 18).
+				if minHellos := 2 - run; hellos < minHellos || hellos > 2 || answers != 1 {
+					t.Errorf("%s: %d ClientHellos and %d ServerHellos show the extension, want %d-2 and 1", what, hellos, answers, minHellos)
 				}
 			}
 		})
