@@ -53,7 +53,7 @@ func parseMemorySpec(spec string) (cfg store.MemoryConfig, ok bool, err error) {
 	}
 	n, err := strconv.ParseUint(v, 10, 64) // digits only: no sign, no underscores
 	if err != nil || n < 1 || n > maxMemoryCapacity {
-		return cfg, true, usagef("--store %q: CAPACITY must be a number of records from 1 to %d, as in memory:1000000", spec, maxMemoryCapacity)
+		return cfg, true, usagef("--store %q: CAPACITY must be a number of records from 1 to %d, as in memory:1000000", store.RedactURL(spec), maxMemoryCapacity)
 	}
 	maxBytes := math.MaxInt // where int has 32 bits and CAPACITY×512 does not fit
 	if n <= math.MaxInt/memoryBytesPerRecord {
