@@ -189,7 +189,6 @@ func (h *blockwiseHandler) receive(w *responsewriter.ResponseWriter[*udpClient.C
 	case off == have:
 		if len(u.body)+len(payload) > h.maxBody {
 			t.removeUpload(u)
-			h.dropIfEmpty(cc, t)
 			h.mu.Unlock()
 			tooLarge(w, h.maxBody)
 			return 0, false
@@ -199,7 +198,6 @@ func (h *blockwiseHandler) receive(w *responsewriter.ResponseWriter[*udpClient.C
 		// A block we already have, sent again under a new message ID.
 	default:
 		t.removeUpload(u)
-		h.dropIfEmpty(cc, t)
 		h.mu.Unlock()
 		diagnostic(w, codes.RequestEntityIncomplete, "Block1 block %d starts at byte %d; %d bytes had arrived", num, off, have)
 		return 0, false
@@ -213,7 +211,6 @@ func (h *blockwiseHandler) receive(w *responsewriter.ResponseWriter[*udpClient.C
 	}
 	body := u.body
 	t.removeUpload(u)
-	h.dropIfEmpty(cc, t)
 	h.mu.Unlock()
 
 	r.SetBody(bytes.NewReader(body))
@@ -270,7 +267,6 @@ func (h *blockwiseHandler) continueResponse(w *responsewriter.ResponseWriter[*ud
 	t := h.transfers(cc, now)
 	b := t.response(key)
 	if b == nil {
-		h.dropIfEmpty(cc, t)
 		h.mu.Unlock()
 		diagnostic(w, codes.RequestEntityIncomplete, "Block2 block %d of a response that is not (or no longer) being sent", num)
 		return
@@ -278,7 +274,6 @@ func (h *blockwiseHandler) continueResponse(w *responsewriter.ResponseWriter[*ud
 	last := (num+1)*szx.Size() >= int64(len(b.body))
 	if last {
 		t.removeResponse(b)
-		h.dropIfEmpty(cc, t)
 	} else {
 		b.deadline = now.Add(h.timeout)
 	}
@@ -317,6 +312,8 @@ func setBlock(m *pool.Message, body []byte, num int64, szx blockwise.SZX) bool {
 func (h *blockwiseHandler) transfers(cc *udpClient.Conn, now time.Time) *connTransfers {
 	t := h.conns[cc]
 	if t == nil {
+		// Kept until the connection closes, so that one close hook serves
+		// all its transfers.
 		t = &connTransfers{}
 		h.conns[cc] = t
 		cc.AddOnClose(func() {
@@ -324,19 +321,15 @@ func (h *blockwiseHandler) transfers(cc *udpClient.Conn, now time.Time) *connTra
 			delete(h.conns, cc)
 			h.mu.Unlock()
 		})
+		if cc.Context().Err() != nil {
+			// Closed already: the hook may have run before it was added.
+			delete(h.conns, cc)
+		}
 		return t
 	}
 	t.uploads = dropExpired(t.uploads, now, func(u *upload) time.Time { return u.deadline })
 	t.responses = dropExpired(t.responses, now, func(b *blockResponse) time.Time { return b.deadline })
 	return t
-}
-
-// dropIfEmpty forgets cc once it has no transfer open. Called with h.mu
-// held.
-func (h *blockwiseHandler) dropIfEmpty(cc *udpClient.Conn, t *connTransfers) {
-	if len(t.uploads) == 0 && len(t.responses) == 0 {
-		delete(h.conns, cc)
-	}
 }
 
 func (t *connTransfers) upload(key string) *upload {

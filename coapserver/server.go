@@ -55,8 +55,9 @@ type Options struct {
 // transfers off. Messages a handler sends on its own (notifications through
 // Conn().WriteMessage) are not split: keep them within one block.
 type Server struct {
-	srv  *dtlsServer.Server
-	dtls *dtls.Config
+	srv       *dtlsServer.Server
+	dtls      *dtls.Config
+	blockwise *blockwiseHandler // nil when block-wise transfers are off
 }
 
 type serverOption func(*dtlsServer.Config)
@@ -107,14 +108,17 @@ func New(opts Options) (*Server, error) {
 	list = append(list, opts.Extra...)
 	// Last: block-wise transfers move from go-coap into blockwiseHandler,
 	// with the settings the options above (Extra included) left.
+	s := &Server{dtls: opts.DTLS}
 	list = append(list, serverOption(func(cfg *dtlsServer.Config) {
 		if !cfg.BlockwiseEnable || cfg.Handler == nil {
 			return
 		}
-		cfg.Handler = newBlockwiseHandler(cfg.Handler, cfg.BlockwiseSZX, cfg.BlockwiseTransferTimeout, cfg.MaxMessageSize).serve
+		s.blockwise = newBlockwiseHandler(cfg.Handler, cfg.BlockwiseSZX, cfg.BlockwiseTransferTimeout, cfg.MaxMessageSize)
+		cfg.Handler = s.blockwise.serve
 		cfg.BlockwiseEnable = false
 	}))
-	return &Server{srv: dtlsServer.New(list...), dtls: opts.DTLS}, nil
+	s.srv = dtlsServer.New(list...)
+	return s, nil
 }
 
 // Serve serves CoAP on the connections l accepts until Stop. It closes l
