@@ -367,19 +367,6 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	if count != nil && *count < 0 {
 		return usagef("--count %d: must be 0 or more", *count)
 	}
-	if hasPayload(method) {
-		if req.Payload, err = readPayload(*payload, *payloadFile, set["payload"], stdin); err != nil {
-			return err
-		}
-	}
-	var out *os.File
-	if *outFile != "" {
-		// Fail on a path that cannot be written before any traffic.
-		if out, err = os.OpenFile(*outFile, os.O_WRONLY|os.O_CREATE, 0o644); err != nil {
-			return usagef("-o %s: %v", *outFile, err)
-		}
-		out.Close()
-	}
 	cfg, err := sec.config(true)
 	if err != nil {
 		return err
@@ -390,6 +377,20 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 			return usagef("--session: %v", err)
 		}
 		cfg.ClientSessionCache = sessions
+	}
+	toFile := *outFile != ""
+	if toFile {
+		// Fail on a path that cannot be written before any traffic.
+		f, err := os.OpenFile(*outFile, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return usagef("-o %s: %v", *outFile, err)
+		}
+		f.Close()
+	}
+	if hasPayload(method) {
+		if req.Payload, err = readPayload(*payload, *payloadFile, stdin); err != nil {
+			return err
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), sec.timeout)
@@ -422,7 +423,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 			}
 			fmt.Fprintln(stderr)
 		}
-		if out != nil && r.Code < codes.BadRequest {
+		if toFile && r.Code < codes.BadRequest {
 			if err := os.WriteFile(*outFile, r.Payload, 0o644); err != nil {
 				return fmt.Errorf("-o %s: %w", *outFile, err)
 			}
@@ -430,7 +431,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 		switch {
 		case *asJSON:
 			return json.NewEncoder(stdout).Encode(newCoapResult(r, st))
-		case out != nil:
+		case toFile:
 			return nil
 		}
 		_, err := stdout.Write(r.Payload)
@@ -441,7 +442,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	}
 	failed := func(r coapclient.Response) error {
 		msg := fmt.Sprintf("%s %s: %s %v", strings.ToUpper(method), path, dottedCode(r.Code), r.Code)
-		if out != nil && len(r.Payload) > 0 && utf8.Valid(r.Payload) {
+		if toFile && len(r.Payload) > 0 && utf8.Valid(r.Payload) {
 			msg += ": " + string(r.Payload) // the diagnostic payload went nowhere else
 		}
 		return errors.New(msg)
@@ -467,7 +468,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 
 // readPayload reads the request payload: --payload when given (and not
 // empty), else --payload-file, else stdin.
-func readPayload(payload, file string, payloadSet bool, stdin io.Reader) ([]byte, error) {
+func readPayload(payload, file string, stdin io.Reader) ([]byte, error) {
 	if payload != "" && file != "" {
 		return nil, usagef("--payload and --payload-file: give one")
 	}

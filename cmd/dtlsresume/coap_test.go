@@ -474,3 +474,23 @@ func TestParseOption(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseOption: no --option value makes the parser panic, and what it
+// accepts fits its option's length limits.
+func FuzzParseOption(f *testing.F) {
+	for _, s := range []string{"4,0x0a0b", "12,0", "60000,text", "14,4294967295", "292,0x", ",", "0,x", "65535,0X", "17,99999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := parseOption(s)
+		if err != nil {
+			return
+		}
+		if def, ok := message.CoapOptionDefs[o.ID]; ok && (uint32(len(o.Value)) < def.MinLen || uint32(len(o.Value)) > def.MaxLen) {
+			t.Fatalf("parseOption(%q) = %d with %d bytes", s, o.ID, len(o.Value))
+		}
+		if o.ID == 0 || o.ID == message.Block1 || o.ID == message.Block2 {
+			t.Fatalf("parseOption(%q) = option %d", s, o.ID)
+		}
+	})
+}
