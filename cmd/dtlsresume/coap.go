@@ -289,19 +289,19 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	verbose := fs.Bool("v", false, "print the handshake and each response's code and options to stderr")
 	asJSON := fs.Bool("json", false, "print one JSON object per response (per notification for observe)")
 	sessionFile := fs.String("session", "", "file to resume the DTLS session from and save it to (mode 0600)")
-	outFile := fs.String("o", "", "write the response payload to FILE, byte for byte (observe: the latest notification)")
-	accept := fs.String("accept", "", "Accept option: a media type (text/plain, application/cbor, ...) or a number")
+	outFile := fs.String("o", "", "write the response payload to `FILE`, byte for byte (observe: the latest notification)")
+	accept := fs.String("accept", "", "Accept option `FMT`: a media type (text/plain, application/cbor, ...) or a number")
 	var extra optionFlags
-	fs.Var(&extra, "option", "send option NUM,VALUE (repeatable): VALUE is hex with a 0x prefix, an unsigned integer for the\nuint options (Content-Format, Accept, Max-Age, Uri-Port, Observe, No-Response), text otherwise")
+	fs.Var(&extra, "option", "send option `NUM,VALUE` (repeatable): VALUE is hex with a 0x prefix, an unsigned integer for the\nuint options (Content-Format, Accept, Max-Age, Uri-Port, Observe, No-Response), text otherwise")
 	non := fs.Bool("non", false, "send the request as NON (non-confirmable)")
-	blockSize := fs.Int("block-size", 0, "block size of block-wise transfers, 16 to 1024, a power of two (default: what fits the MTU)")
+	blockSize := fs.Int("block-size", 0, "block size `N` of block-wise transfers, 16 to 1024, a power of two (default: what fits the MTU)")
 	var payload, payloadFile, format *string
 	var count *int
 	var duration *time.Duration
 	if hasPayload(method) {
 		payload = fs.String("payload", "", "request payload (default: read stdin)")
-		payloadFile = fs.String("payload-file", "", "read the request payload from FILE")
-		format = fs.String("content-format", "text/plain", "Content-Format: a media type, a number, or none")
+		payloadFile = fs.String("payload-file", "", "read the request payload from `FILE`")
+		format = fs.String("content-format", "text/plain", "Content-Format `FMT`: a media type, a number, or none")
 	}
 	if method == "observe" {
 		count = fs.Int("count", 0, "stop after this many responses, the registration's included (0: until interrupted or --duration)")
