@@ -116,6 +116,11 @@ type Config struct {
 	// tickets with; nil derives it from the PSK or the certificate's private
 	// key, so the client needs nothing beyond its credential.
 	ClientStateKey []byte
+	// AllowShortClientStatePSK lets a client_state client derive its ticket
+	// key from a PSK shorter than 16 bytes. Its handle and tickets, sent in
+	// clear, let an eavesdropper test guesses of such a key offline
+	// (docs/decisions.md 44), so it is refused unless this is set.
+	AllowShortClientStatePSK bool
 
 	// SessionStore keeps a server's sessions for session-ID resumption
 	// (RFC 5246) and the records of client_state clients; nil disables

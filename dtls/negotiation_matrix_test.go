@@ -511,11 +511,10 @@ func nmPSKClient(identity string, offer []negotiation.Type) *Config {
 // nmHandleOf is the client_state handle a client Config sends.
 func nmHandleOf(t testing.TB, cfg *Config) []byte {
 	t.Helper()
-	key, err := cfg.clientStateKey()
+	h, err := cfg.clientStateHandle(cfg.sessionBinding(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := ticketfmt.ClientHandle(key)
 	return h[:]
 }
 
@@ -1310,30 +1309,36 @@ func TestClientStateFailureRows(t *testing.T) {
 		}
 	})
 
-	t.Run("d/ticket made with another server", func(t *testing.T) {
+	t.Run("d/servers of one cluster, and servers of another name", func(t *testing.T) {
 		t.Parallel()
 		shared := newMapStore()
 		xcfg, ycfg := nmPSKServer(csOnly), nmPSKServer(csOnly)
 		xcfg.SessionStore, ycfg.SessionStore = shared, shared
 		x, y := nmStartServer(t, xcfg), nmStartServer(t, ycfg)
 		rx, ry := nmNewRelay(t, x.Addr()), nmNewRelay(t, y.Addr())
-		alice := func() *Config { return nmPSKClient("alice", csOnly) }
-		h := nmHandleOf(t, alice())
-		nmDialVia(t, x, rx, alice())
-		rec, _ := nmRecord(t, shared, h)
-		// Server y finds the record in the shared store and hands back the
-		// ticket the client sealed for x.
-		d := nmDialVia(t, y, ry, alice())
-		nmCheckRetry(t, d, alertHandshakeFailure, rec.ticket)
-		if again := nmDialVia(t, y, ry, alice()); !again.client.Resumed {
-			t.Errorf("the ticket made with y does not resume at y")
+		// A session belongs to the server's identity (here the PSK), not its
+		// address: x and y, sharing the store, are one server to alice.
+		alice := func(name string) *Config { c := nmPSKClient("alice", csOnly); c.ServerName = name; return c }
+		nmDialVia(t, x, rx, alice(""))
+		if d := nmDialVia(t, y, ry, alice("")); !d.client.Resumed {
+			t.Fatalf("a session made with x does not resume at y of the same cluster:%v", d.wire)
 		}
-		if n := nmRecords(shared); n != 1 {
-			t.Errorf("%d records in the shared store, want 1", n)
+		// Named servers are different servers: the handle differs, so y
+		// finds no record and a full handshake follows without an
+		// aborted attempt.
+		nmDialVia(t, x, rx, alice("x.example"))
+		d := nmDialVia(t, y, ry, alice("y.example"))
+		t.Logf("wire:%v", d.wire)
+		if d.client.Resumed || len(d.wire.clientHellos(t)) > 2 || len(d.wire.serverHellos(t)) != 1 || len(d.wire.alerts(true)) != 0 {
+			t.Fatalf("another server's name: resumed=%v, %d ClientHellos, %d ServerHellos, client alerts %v; want one full handshake",
+				d.client.Resumed, len(d.wire.clientHellos(t)), len(d.wire.serverHellos(t)), d.wire.alerts(true))
+		}
+		if again := nmDialVia(t, y, ry, alice("y.example")); !again.client.Resumed {
+			t.Errorf("the ticket made with y does not resume at y")
 		}
 	})
 
-	t.Run("e/another identity with the same handle", func(t *testing.T) {
+	t.Run("e/another identity with the same ticket key gets a handle of its own", func(t *testing.T) {
 		t.Parallel()
 		srv := nmStartServer(t, nmPSKServer(csOnly))
 		relay := nmNewRelay(t, srv.Addr())
@@ -1346,29 +1351,20 @@ func TestClientStateFailureRows(t *testing.T) {
 		nmDialVia(t, srv, relay, alice())
 		_, before := nmRecord(t, srv.store, h)
 
-		// bob holds alice's ticket key, hence her handle. His clock runs
-		// a day ahead, so that he refuses her (expired) ticket and runs a
-		// full handshake with resume_client_state=0 as bob.
+		// bob holds alice's ticket key, but his handle names him: it can
+		// neither reach nor replace alice's record.
 		bob := nmPSKClient("bob", csOnly)
 		bob.ClientStateKey = aliceKey[:]
-		bob.Time = func() time.Time { return time.Now().Add(25 * time.Hour) }
-		if !bytes.Equal(nmHandleOf(t, bob), h) {
-			t.Fatal("bob's handle differs from alice's")
+		if bytes.Equal(nmHandleOf(t, bob), h) {
+			t.Fatal("bob's handle is alice's")
 		}
 		d := nmDialVia(t, srv, relay, bob)
-		nmCheckRetryStored(t, d, alertHandshakeFailure, nil, false)
-		if string(d.server.PSKIdentity) != "bob" {
-			t.Errorf("server sees identity %q, want bob", d.server.PSKIdentity)
-		}
-		if d.server.ResumptionStateBytes != 0 {
-			t.Errorf("server stored %d bytes for bob under alice's handle", d.server.ResumptionStateBytes)
+		if d.client.Resumed || string(d.server.PSKIdentity) != "bob" || len(d.wire.alerts(true)) != 0 {
+			t.Errorf("bob: resumed=%v identity %q alerts %v, want a plain full handshake as bob", d.client.Resumed, d.server.PSKIdentity, d.wire.alerts(true))
 		}
 		rec, after := nmRecord(t, srv.store, h)
-		if !bytes.Equal(after, before) {
-			t.Errorf("bob's full handshake overwrote alice's record")
-		}
-		if string(rec.state.Peer.PSKIdentity) != "alice" {
-			t.Errorf("record now bound to %q", rec.state.Peer.PSKIdentity)
+		if !bytes.Equal(after, before) || string(rec.state.Peer.PSKIdentity) != "alice" {
+			t.Errorf("bob's full handshake changed alice's record (now bound to %q)", rec.state.Peer.PSKIdentity)
 		}
 		again := nmDialVia(t, srv, relay, alice())
 		if !again.client.Resumed || string(again.server.PSKIdentity) != "alice" {

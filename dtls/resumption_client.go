@@ -99,11 +99,10 @@ func (hs *clientHandshakeState) buildHello() error {
 	if c.cfg.Resumption != nil {
 		offer := &negotiation.ClientOffer{Offered: c.cfg.Resumption}
 		if negotiation.Policy(c.cfg.Resumption).Allows(negotiation.ClientState) {
-			key, err := c.cfg.clientStateKey()
+			h, err := c.cfg.clientStateHandle(c.sessionCacheKey())
 			if err != nil {
 				return localAlert(alertInternalError, err)
 			}
-			h := ticketfmt.ClientHandle(key)
 			offer.Handle = h[:]
 			// The client keeps nothing, so it always asks for its ticket
 			// back, unless it already holds another session to offer or is

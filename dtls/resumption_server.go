@@ -329,16 +329,16 @@ func (c *Conn) storeSession(ctx context.Context, sessionID []byte, st *ticketfmt
 	c.state.SessionID = sessionID
 }
 
-// storeClientState keeps a client's ticket after its Finished verified.
-// A record bound to another authenticated client is never overwritten
-// (spec §6); an anonymous client can only replace an anonymous record.
+// storeClientState keeps a client's ticket after its Finished verified,
+// under a handle that names that client (docs/decisions.md 44); an
+// anonymous client can only write handles of anonymous clients.
 func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSessionTicketMsg, st *ticketfmt.State) {
 	key := clientStateKeyName(handle)
-	if old, err := c.cfg.storeGet(ctx, key); err == nil {
-		if rec, err := parseClientStateRecord(old); err == nil && !rec.state.Peer.Equal(&st.Peer) {
-			c.cfg.logger().Warn("dtls: client_state ticket for a handle bound to another client; not stored", "peer", c.raddr.String())
-			return
-		}
+	if !ownsHandle(handle, &st.Peer) {
+		// The handle names another client: storing would take its
+		// resumption over. Refused whatever the store holds (fail closed).
+		c.cfg.logger().Warn("dtls: client_state handle names another client; not stored", "peer", c.raddr.String())
+		return
 	}
 	ttl := c.cfg.sessionLifetime()
 	if hint := time.Duration(nst.lifetimeHint) * time.Second; hint > 0 && hint < ttl {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -226,9 +227,34 @@ func (c *Conn) restorePeer(st *ticketfmt.State) {
 }
 
 // sessionCacheKey is where a client keeps the session for this server.
-func (c *Conn) sessionCacheKey() string {
-	if c.cfg.ServerName != "" {
-		return c.cfg.ServerName
+func (c *Conn) sessionCacheKey() string { return c.cfg.sessionBinding(c.raddr) }
+
+// sessionBinding names the server a client's session belongs to by the
+// server's identity, not its transport address, so that a client resumes on
+// any server of a cluster that shares keys and store (docs/decisions.md
+// 43): the configured ServerName; else, for a client that offers only PSK
+// suites, the PSK identity it authenticates with (every server holding that
+// key is the same server to it); else the dialled address, which is what a
+// certificate is then verified against.
+func (c *Config) sessionBinding(raddr net.Addr) string {
+	switch {
+	case c.ServerName != "":
+		return c.ServerName
+	case c.pskOnlyClient():
+		return "psk:" + string(c.PSKIdentityHint)
+	case raddr != nil:
+		return raddr.String()
 	}
-	return c.raddr.String()
+	return ""
+}
+
+// pskOnlyClient reports a client whose every suite authenticates by PSK.
+func (c *Config) pskOnlyClient() bool {
+	suites := c.suites(true)
+	for _, s := range suites {
+		if s.kx != kxPSK {
+			return false
+		}
+	}
+	return len(suites) > 0
 }

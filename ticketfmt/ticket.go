@@ -3,6 +3,7 @@ package ticketfmt
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -82,9 +83,13 @@ func trailing(structName string, n int) error {
 	return &parseError{structName, "", fmt.Sprintf("%d trailing bytes", n)}
 }
 
-// Key is one ticket key: an AES-128 key and its name, which is
-// HMAC-SHA256(key, "key name")[0:16] so that nothing besides the key needs
-// storing. A Key is safe for concurrent use. Name must not be modified.
+// Key is one ticket key: a 16-byte secret from which two subkeys are
+// derived with HKDF-SHA256 (no salt), so that no key serves two
+// algorithms: the AES-128-CCM key (info "ticketfmt aead key v1") and the
+// key that names it (info "ticketfmt key name key v1"); the name is
+// HMAC-SHA256(name key, "key name")[0:16], so nothing besides the secret
+// needs storing. A Key is safe for concurrent use. Name must not be
+// modified.
 type Key struct {
 	Name [KeyNameSize]byte
 
@@ -98,7 +103,15 @@ func NewKey(secret []byte) (*Key, error) {
 	if len(secret) != KeySize {
 		return nil, fmt.Errorf("ticketfmt: ticket key must be %d bytes, not %d", KeySize, len(secret))
 	}
-	block, err := aes.NewCipher(secret)
+	aeadKey, err := hkdf.Key(sha256.New, secret, nil, "ticketfmt aead key v1", KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("ticketfmt: %w", err)
+	}
+	nameKey, err := hkdf.Key(sha256.New, secret, nil, "ticketfmt key name key v1", sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("ticketfmt: %w", err)
+	}
+	block, err := aes.NewCipher(aeadKey)
 	if err != nil {
 		return nil, fmt.Errorf("ticketfmt: %w", err)
 	}
@@ -106,7 +119,7 @@ func NewKey(secret []byte) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ticketfmt: %w", err)
 	}
-	k := &Key{Name: hmac16(secret, "key name"), aead: aead}
+	k := &Key{Name: hmac16(nameKey, "key name"), aead: aead}
 	copy(k.secret[:], secret)
 	return k, nil
 }

@@ -2,6 +2,7 @@ package ticketfmt
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,10 +25,21 @@ func mustKey(t testing.TB, secret []byte) *Key {
 
 func TestNewKey(t *testing.T) {
 	k := mustKey(t, testSecret)
-	mac := hmac.New(sha256.New, testSecret)
+	nameKey, err := hkdf.Key(sha256.New, testSecret, nil, "ticketfmt key name key v1", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, nameKey)
 	mac.Write([]byte("key name"))
 	if want := mac.Sum(nil)[:16]; !bytes.Equal(k.Name[:], want) {
-		t.Errorf("Name = %x, want HMAC-SHA256(key, \"key name\")[0:16] = %x", k.Name, want)
+		t.Errorf("Name = %x, want HMAC-SHA256(name key, \"key name\")[0:16] = %x", k.Name, want)
+	}
+	// The secret itself keys neither the name nor (checked by the vectors)
+	// the AEAD.
+	direct := hmac.New(sha256.New, testSecret)
+	direct.Write([]byte("key name"))
+	if bytes.Equal(k.Name[:], direct.Sum(nil)[:16]) {
+		t.Error("the key name is an HMAC under the AEAD's secret")
 	}
 	other := mustKey(t, bytes.Repeat([]byte{1}, 16))
 	if other.Name == k.Name {

@@ -2,6 +2,8 @@ package ticketfmt
 
 import (
 	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -122,8 +124,10 @@ func buildVectors(t *testing.T) []byte {
 	}
 	file := vectorFile{
 		Description: "ticketfmt CcmTicket vectors: ticket = key_name(16) || nonce(12) || uint16 len || " +
-			"AES-128-CCM(key, nonce, aad = key_name || label, state_plaintext) with a 16-byte tag; " +
-			"key_name = HMAC-SHA256(key, \"key name\")[0:16]. Regenerate: go test ./ticketfmt -run TestVectors -update",
+			"AES-128-CCM(aead_key, nonce, aad = key_name || label, state_plaintext) with a 16-byte tag; " +
+			"aead_key = HKDF-SHA256(key, no salt, \"ticketfmt aead key v1\", 16); " +
+			"key_name = HMAC-SHA256(HKDF-SHA256(key, no salt, \"ticketfmt key name key v1\", 32), \"key name\")[0:16]. " +
+			"Regenerate: go test ./ticketfmt -run TestVectors -update",
 	}
 	for _, c := range cases {
 		k := mustKey(t, unhex(c.key))
@@ -191,7 +195,11 @@ func TestVectors(t *testing.T) {
 				t.Errorf("opened plaintext differs")
 			}
 			aad := append(unhex(v.KeyName), v.Label...)
-			if sealed := refCCM(unhex(v.Key), nonce[:], aad, plain, TagSize); !bytes.Equal(sealed, ticket[KeyNameSize+NonceSize+2:]) {
+			aeadKey, err := hkdf.Key(sha256.New, unhex(v.Key), nil, "ticketfmt aead key v1", KeySize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sealed := refCCM(aeadKey, nonce[:], aad, plain, TagSize); !bytes.Equal(sealed, ticket[KeyNameSize+NonceSize+2:]) {
 				t.Errorf("reference CCM disagrees with the ticket")
 			}
 			st, err := ParseState(plain)

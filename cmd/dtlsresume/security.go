@@ -32,7 +32,7 @@ const (
 // securityFlags are the flags listen and dial share.
 type securityFlags struct {
 	addr, psk, cert, key, ca, suites, serverName string
-	insecure                                     bool
+	insecure, allowShortPSK                      bool
 	resumption, clientStateKey, keyLog           string
 	storeSpec, storeKey, metricsAddr             string
 	mtu                                          int
@@ -102,6 +102,7 @@ func (s *securityFlags) registerSecurity(fs *flag.FlagSet, client bool) {
 	}
 	if client {
 		fs.StringVar(&s.clientStateKey, "client-state-key", "", "16-byte hex key for client_state tickets (default: derived from the PSK or --key)")
+		fs.BoolVar(&s.allowShortPSK, "allow-short-psk", false, "derive the client_state key from a PSK shorter than 16 bytes (its handle lets an eavesdropper test guesses of it offline)")
 	}
 	fs.StringVar(&s.keyLog, "keylog", "", "append each connection's master secret to FILE in the NSS key log format, for Wireshark (default $SSLKEYLOGFILE; debugging only)")
 	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256)")
@@ -206,6 +207,7 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 			cfg.RootCAs = pool
 		}
 		cfg.InsecureSkipVerify = s.insecure
+		cfg.AllowShortClientStatePSK = s.allowShortPSK
 		cfg.ServerName = s.serverName
 		cfg.HandshakeTimeout = s.timeout
 		if cfg.PSK == nil && cfg.RootCAs == nil && !cfg.InsecureSkipVerify {
