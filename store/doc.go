@@ -88,12 +88,29 @@
 //
 // # The Redis store
 //
-// Records are Redis strings PREFIX+"s:"+key (or +key ID when encrypted)
-// with the record's TTL (SET PX): Redis expires them, and its maxmemory
-// policy (volatile-lru, say) bounds them. With [RedisConfig].Key values and
-// ticket keys are sealed as in the file store and keys are key IDs;
-// without it Redis holds master secrets and ticket keys in the clear, as a
-// session cache does: protect it (private network, AUTH, TLS). Every call
+// Records are Redis strings PREFIX+"s:"+key (or +key ID when sealed) with
+// the record's TTL (SET PX): Redis expires them, and its maxmemory policy
+// (volatile-lru, say) bounds them.
+//
+// Secrets at rest (DESIGN.md decision 13). With [RedisConfig].Key, values
+// (master secrets) and the shared ticket keys are sealed as in the file
+// store (seal.go: AES-256-GCM under a per-record key derived from the
+// operator's key), each bound to its Redis key or hash field, and record
+// keys are key IDs, so Redis, its replicas and its backups hold no secret
+// and no session ID. A store with a key never fails open: a record that
+// does not authenticate is an error (the engine does a full handshake), and
+// a published ticket key that does not authenticate (sealed under another
+// key, or written in the clear by someone who can write to Redis but does
+// not hold the key) is ignored and left in place, so nobody without the key
+// can choose the cluster's ticket key and forge tickets. Without a key
+// Redis holds master secrets and ticket keys in the clear: whoever can read
+// it decrypts recorded sessions, whoever can write it forges tickets for
+// any identity. `dtlsresume serve` and `listen` therefore refuse a redis://
+// store without --store-key (or $DTLSRESUME_STORE_KEY) unless the operator
+// says --store-insecure, and log which it is. Errors never quote the URL's
+// password ([RedactURL]).
+//
+// Every call
 // is bounded by [RedisConfig].Timeout (250 ms by default) on top of the
 // caller's context; go-redis dials once per attempt, retries a command once
 // (a pooled connection that broke when Redis restarted), and after repeated

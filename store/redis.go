@@ -29,10 +29,13 @@ type RedisConfig struct {
 	// Key, if set, is a 32-byte operator key: values (master secrets) and
 	// shared ticket keys are then sealed as the file store seals them, and
 	// record keys are stored as keyed hashes, so that Redis and its backups
-	// hold no secret in the clear. Every server sharing the store needs the
-	// same key. Without it Redis holds master secrets and ticket keys as a
-	// session cache does: protect it (bind to a private network, AUTH, TLS
-	// with rediss://).
+	// hold no secret in the clear; records and ticket keys that do not
+	// authenticate under it are refused or ignored. Every server sharing
+	// the store needs the same key. Without it Redis holds master secrets
+	// and ticket keys in the clear, and anyone who can write to it can
+	// forge tickets for any identity: leave it out only by decision (the
+	// command line's --store-insecure), and protect Redis (private network,
+	// AUTH, TLS with rediss://).
 	Key []byte
 	// Timeout bounds each call (on top of the caller's context); default
 	// DefaultRedisTimeout. A Redis that is down or slow costs a handshake
