@@ -46,9 +46,14 @@ func (c *Conn) resumableSession() *ClientSession {
 	if c.cfg.Resumption != nil && !negotiation.Policy(c.cfg.Resumption).Allows(s.Resumption()) {
 		return nil
 	}
-	if s.state.Peer.Type == ticketfmt.PSK && c.cfg.PSK != nil {
-		// The credential may have been withdrawn since.
-		if key, err := c.cfg.PSK(s.state.Peer.PSKIdentity); err != nil || len(key) == 0 {
+	// The credential may have been withdrawn, or the pin changed, since.
+	switch p := &s.state.Peer; {
+	case p.Type == ticketfmt.PSK && c.cfg.PSK != nil:
+		if key, err := c.cfg.PSK(p.PSKIdentity); err != nil || len(key) == 0 {
+			return nil
+		}
+	case p.Type == ticketfmt.CertificateBased && c.cfg.VerifyPeerCertificate != nil:
+		if c.cfg.VerifyPeerCertificate(p.Certificates, nil) != nil {
 			return nil
 		}
 	}
