@@ -65,7 +65,7 @@ func parseMemorySpec(spec string) (cfg store.MemoryConfig, ok bool, err error) {
 // storeKeyFlagUsage documents --store-key.
 const storeKeyFlagUsage = "operator key for the store, 64 hex digits (32 bytes), the same on every server sharing it; default $" +
 	storeKeyEnv + ". Seals (AES-256-GCM) the master secrets and ticket keys that file: and redis:// stores keep; " +
-	"they refuse to start without it unless --store-insecure"
+	"file: needs it, redis:// refuses to start without it unless --store-insecure"
 
 // storeInsecureFlagUsage documents --store-insecure.
 const storeInsecureFlagUsage = "let a redis:// store start without --store-key, keeping master secrets and ticket keys in the clear: " +
