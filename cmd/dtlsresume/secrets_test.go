@@ -282,7 +282,9 @@ func forgedResumes(t *testing.T, addr string, legit clientSession, serverState *
 	return false
 }
 
-// TestServeRedisStoreSecretsAtRest runs a server on redis-server twice:
+// TestServeRedisStoreSecretsAtRest runs `dtlsresume listen` (serve's
+// server setup, with an echo that `dial --session` talks to) on
+// redis-server twice:
 // with --store-insecure (the control, which shows the threat) and with a
 // store key. Insecure: the server warns, Redis holds a session's master
 // secret, and tickets forged with a ticket key read from Redis, or with one
