@@ -15,7 +15,7 @@ import (
 )
 
 // This file holds what resumption without client-side state needs
-// (spec §4): the client's ticket key and handle, and the record a server
+// (docs/decisions.md 23-28): the client's ticket key and handle, and the record a server
 // keeps for each client.
 
 // clientStateKey is the client's key for sealing its own tickets: the

@@ -32,7 +32,7 @@ type clientHandshakeState struct {
 	c *Conn
 
 	// retryFresh: this is the retry after a client_state ticket that did
-	// not work, which asks for a fresh session (spec §6).
+	// not work, which asks for a fresh session (docs/decisions.md 24).
 	retryFresh bool
 
 	session      *ClientSession // the session offered for resumption
@@ -54,7 +54,7 @@ type clientHandshakeState struct {
 
 // clientHandshake runs the client side. When the server accepted a
 // client_state resumption but the returned ticket did not work out for us,
-// it alerts the server and runs a full handshake once (spec §6).
+// it alerts the server and runs a full handshake once (docs/decisions.md 24).
 func (c *Conn) clientHandshake(ctx context.Context) error {
 	err := c.newClientHandshakeState(false).handshake(ctx)
 	if !errors.Is(err, errClientTicket) || ctx.Err() != nil {
@@ -110,7 +110,7 @@ func (hs *clientHandshakeState) handshake(ctx context.Context) error {
 		err := hs.resumeSession(ctx)
 		if err != nil {
 			// The server accepted the session but it did not work out:
-			// never offer it again (spec §6).
+			// never offer it again (docs/decisions.md 24).
 			c.cfg.ClientSessionCache.Put(c.sessionCacheKey(), nil)
 		}
 		return err
@@ -204,7 +204,7 @@ func (hs *clientHandshakeState) resumeSession(ctx context.Context) error {
 }
 
 // resumeClientState finishes an abbreviated handshake on the session the
-// server handed back in its ServerHello (spec §4.2): the server's Finished,
+// server handed back in its ServerHello (docs/decisions.md 26-28): the server's Finished,
 // then [NewSessionTicket], ChangeCipherSpec and Finished from us.
 func (hs *clientHandshakeState) resumeClientState(ctx context.Context) error {
 	c := hs.c

@@ -218,7 +218,7 @@ func (hs *serverHandshakeState) selectSuite() error {
 	c.state.CipherSuite = hs.suite.id
 	c.state.ExtendedMasterSecret = hs.ems
 	// Exactly the selected mechanism is set up: no session ID unless
-	// session_id, no ticket unless session_ticket (spec §3.3).
+	// session_id, no ticket unless session_ticket (docs/decisions.md 21-22).
 	hs.mech = c.cfg.chooseMechanism(ch)
 	if hs.mech == negotiation.SessionID {
 		r, err := newRandom()
@@ -385,7 +385,7 @@ func (hs *serverHandshakeState) sendFinishedFlight(ctx context.Context) error {
 	case negotiation.SessionID:
 		c.storeSession(ctx, hs.sessionID, st)
 	case negotiation.ClientState:
-		// Stored only now that the client's Finished verified (spec §4.1).
+		// Stored only now that the client's Finished verified (docs/decisions.md 27).
 		if hs.clientTicket != nil {
 			c.storeClientState(ctx, hs.ch.offer.Handle, hs.clientTicket, st)
 		}

@@ -111,7 +111,7 @@ func (hs *clientHandshakeState) buildHello() error {
 			offer.Handle = h[:]
 			// The client keeps nothing, so it always asks for its ticket
 			// back, unless it already holds another session to offer or is
-			// retrying after a ticket that did not work (spec §6).
+			// retrying after a ticket that did not work (docs/decisions.md 24).
 			offer.Resume = session == nil && !hs.retryFresh
 			if offer.Resume {
 				r, err := newRandom()
@@ -154,7 +154,7 @@ func (hs *clientHandshakeState) resumed() bool {
 }
 
 // processAnswer checks the server's session_resumption_type answer, if the
-// client offered the extension and the server speaks it (spec §3.3, §4.2).
+// client offered the extension and the server speaks it (docs/decisions.md 21-22, 26).
 func (hs *clientHandshakeState) processAnswer() error {
 	c := hs.c
 	if hs.offer == nil {
@@ -203,7 +203,7 @@ func (hs *clientHandshakeState) processAnswer() error {
 
 // clientTicket seals the client's own state, under its own key, for the
 // server to hold: the NewSessionTicket of flight 5 when client_state was
-// negotiated. The client keeps nothing (spec §4.1).
+// negotiated. The client keeps nothing (docs/decisions.md 27).
 func (hs *clientHandshakeState) clientTicket() (*newSessionTicketMsg, error) {
 	c := hs.c
 	st := c.sessionState(hs.suite, hs.masterSecret, hs.ems, c.cfg.now(), negotiation.ClientState)
@@ -277,7 +277,7 @@ func (hs *clientHandshakeState) keepNewSession(nst *newSessionTicketMsg) {
 }
 
 // sealClientTicket seals the client's own state under its key: the
-// NewSessionTicket a client_state client sends (spec §4.1).
+// NewSessionTicket a client_state client sends (docs/decisions.md 27).
 func (c *Conn) sealClientTicket(st *ticketfmt.State) (*newSessionTicketMsg, error) {
 	key, err := c.cfg.clientStateKey()
 	if err != nil {
@@ -300,7 +300,7 @@ func (c *Conn) sealClientTicket(st *ticketfmt.State) (*newSessionTicketMsg, erro
 
 // errClientTicket marks a client_state resumption that failed on the
 // client's side after the server accepted it; the client retries once
-// without resumption (spec §6).
+// without resumption (docs/decisions.md 24).
 var errClientTicket = errors.New("client_state ticket unusable")
 
 // openClientTicket opens the ticket the server returned and checks that it

@@ -286,7 +286,7 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	fs.SetOutput(stderr)
 	var sec securityFlags
 	sec.registerSecurity(fs, true)
-	verbose := fs.Bool("v", false, "print the handshake and each response's code and options to stderr")
+	verbose := fs.Bool("v", false, "print each handshake message sent (>>>) and received (<<<), the handshake, and each response's code and options to stderr")
 	asJSON := fs.Bool("json", false, "print one JSON object per response (per notification for observe)")
 	sessionFile := fs.String("session", "", "file to resume the DTLS session from and save it to (mode 0600)")
 	outFile := fs.String("o", "", "write the response payload to `FILE`, byte for byte (observe: the latest notification)")
@@ -370,6 +370,9 @@ func cmdCoAP(method string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	cfg, err := sec.config(true)
 	if err != nil {
 		return err
+	}
+	if *verbose {
+		cfg.Trace = traceTo(stderr)
 	}
 	var sessions *coapclient.FileSessionCache
 	if *sessionFile != "" {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
@@ -292,9 +293,15 @@ func (s *securityFlags) openKeyLog(cfg *dtls.Config) error {
 	if path == "" {
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// Appending, as other key log writers do, but never through a symlink,
+	// and never to a file others can read.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return usagef("--keylog: %v", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
+		f.Close()
+		return usagef("--keylog %s: not a regular file readable by its owner only (mode 0600)", path)
 	}
 	cfg.KeyLogWriter = f
 	fmt.Fprintf(os.Stderr, "dtlsresume: writing session secrets to the key log %s (debugging only)\n", path)

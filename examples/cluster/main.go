@@ -12,10 +12,10 @@
 // its Config.SessionStore, and a ticket key ring that follows the schedule
 // kept in Redis (store.SharedKeyRing) as its Config.TicketKeys. The device
 // names the cluster, not a server (Config.ServerName): a session belongs
-// to the server identity it was made with. With -store-key, what Redis
-// holds (master secrets, ticket keys) is sealed under that key, which every
-// server of the cluster needs; without it, protect Redis as you would the
-// keys themselves.
+// to the server identity it was made with. What Redis holds (master
+// secrets, ticket keys) is sealed under the -store-key, which every server
+// of the cluster needs; without one, the run makes a random key that its two
+// servers share.
 //
 // It prints, per resumption type, whether each server resumed: A makes the
 // session, B resumes it. Run it again and the client_state device resumes
@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -64,23 +65,28 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379/0", "the Redis both servers share, redis://[:PASSWORD@]HOST:PORT[/DB]")
-	keyHex := fs.String("store-key", "", "optional operator key, 64 hex digits: seal what Redis holds")
+	keyHex := fs.String("store-key", "", "operator key, 64 hex digits: seals what Redis holds (default: a fresh random key for this run)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var key []byte
+	// Master secrets and ticket keys are never left in Redis in the clear
+	// (docs/decisions.md 46): without -store-key this run seals them under
+	// a key of its own, which its two servers share.
+	key := make([]byte, store.KeySize)
 	if *keyHex != "" {
 		var err error
 		if key, err = hex.DecodeString(*keyHex); err != nil || len(key) != store.KeySize {
 			return fmt.Errorf("-store-key: want %d hex digits", 2*store.KeySize)
 		}
+	} else if _, err := rand.Read(key); err != nil {
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	// Fail at once, and say why, when no Redis answers: a running server
 	// would only fall back to full handshakes.
 	if err := ping(ctx, *redisURL, key); err != nil {
-		return fmt.Errorf("no Redis answers at %s (%v): start one (redis-server --port 6379 --save '') or give -redis redis://HOST:PORT/DB", *redisURL, err)
+		return fmt.Errorf("no Redis answers at %s (%v): start one (redis-server --port 6379 --save '') or give -redis redis://HOST:PORT/DB", store.RedactURL(*redisURL), err)
 	}
 
 	var addrs []string
