@@ -276,16 +276,26 @@ func (hs *clientHandshakeState) keepNewSession(nst *newSessionTicketMsg) {
 	c.saveClientSession(sessionID, nst, c.sessionState(hs.suite, hs.masterSecret, hs.ems, c.cfg.now(), mech))
 }
 
-// sealClientTicket seals the client's own state under its key: the
-// NewSessionTicket a client_state client sends (docs/decisions.md 27).
-func (c *Conn) sealClientTicket(st *ticketfmt.State) (*newSessionTicketMsg, error) {
-	key, err := c.cfg.clientStateKey()
+// clientTicketKey is the key a client_state client seals its own tickets
+// with.
+func (c *Config) clientTicketKey() (*ticketfmt.Key, error) {
+	key, err := c.clientStateKey()
 	if err != nil {
 		return nil, localAlert(alertInternalError, err)
 	}
 	k, err := ticketfmt.NewKey(key[:])
 	if err != nil {
 		return nil, localAlert(alertInternalError, err)
+	}
+	return k, nil
+}
+
+// sealClientTicket seals the client's own state under its key: the
+// NewSessionTicket a client_state client sends (docs/decisions.md 27).
+func (c *Conn) sealClientTicket(st *ticketfmt.State) (*newSessionTicketMsg, error) {
+	k, err := c.cfg.clientTicketKey()
+	if err != nil {
+		return nil, err
 	}
 	plain, err := st.Marshal()
 	if err != nil {
@@ -306,13 +316,9 @@ var errClientTicket = errors.New("client_state ticket unusable")
 // openClientTicket opens the ticket the server returned and checks that it
 // may resume a session with this server.
 func (c *Conn) openClientTicket(ticket []byte) (*ticketfmt.State, error) {
-	key, err := c.cfg.clientStateKey()
+	k, err := c.cfg.clientTicketKey()
 	if err != nil {
-		return nil, localAlert(alertInternalError, err)
-	}
-	k, err := ticketfmt.NewKey(key[:])
-	if err != nil {
-		return nil, localAlert(alertInternalError, err)
+		return nil, err
 	}
 	plain, err := k.Open(ticket, ticketfmt.LabelClient)
 	if err != nil {

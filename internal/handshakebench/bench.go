@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/pionstore"
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/store"
 	piondtls "github.com/pion/dtls/v3"
@@ -40,34 +40,6 @@ var Kinds = []Kind{
 	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID},
 	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket},
 	{"resumed client_state ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.ClientState},
-}
-
-// pionStore is a pion SessionStore in memory.
-type pionStore struct {
-	mu sync.Mutex
-	m  map[string]piondtls.Session
-}
-
-func newPionStore() *pionStore { return &pionStore{m: map[string]piondtls.Session{}} }
-
-func (s *pionStore) Set(k []byte, v piondtls.Session) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[string(k)] = v
-	return nil
-}
-
-func (s *pionStore) Get(k []byte) (piondtls.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[string(k)], nil
-}
-
-func (s *pionStore) Del(k []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, string(k))
-	return nil
 }
 
 // Stack names an implementation.
@@ -109,17 +81,16 @@ func pionSessionBytes(key []byte, s piondtls.Session) int {
 }
 
 // bytesPerEntry averages the entries of a pion store.
-func (s *pionStore) bytesPerEntry() float64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.m) == 0 {
+func bytesPerEntry(s *pionstore.Store) float64 {
+	n, entries := 0, 0
+	s.Each(func(k []byte, v piondtls.Session) {
+		n += pionSessionBytes(k, v)
+		entries++
+	})
+	if entries == 0 {
 		return 0
 	}
-	n := 0
-	for k, v := range s.m {
-		n += pionSessionBytes([]byte(k), v)
-	}
-	return float64(n) / float64(len(s.m))
+	return float64(n) / float64(entries)
 }
 
 var psk = []byte("benchmark-psk-0123456789abcdef")
@@ -155,8 +126,8 @@ func (c *counter) ReadFrom(p []byte) (int, net.Addr, error) {
 type Bench struct {
 	kind            Kind
 	oursCache       dtls.ClientSessionCache
-	pionCache       *pionStore
-	pionServerStore *pionStore
+	pionCache       *pionstore.Store
+	pionServerStore *pionstore.Store
 	serverKeeps     atomic.Int64 // our server's ResumptionStateBytes, last handshake
 	pool            *x509.CertPool
 	ours            *dtls.Listener
@@ -188,10 +159,10 @@ func New(kind Kind) (*Bench, error) {
 	pcfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
 	if kind.Resume != negotiation.None {
 		ocfg.SessionStore = store.NewMemory(store.MemoryConfig{})
-		b.pionServerStore = newPionStore()
+		b.pionServerStore = pionstore.New(0)
 		pcfg.SessionStore = b.pionServerStore
 		b.oursCache = dtls.NewLRUClientSessionCache(1)
-		b.pionCache = newPionStore()
+		b.pionCache = pionstore.New(0)
 	}
 	if kind.PSK {
 		ocfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
@@ -378,8 +349,8 @@ func (b *Bench) Run(n int) ([2]Result, error) {
 			time.Sleep(time.Millisecond)
 		}
 		sum[0].ServerKeeps = float64(b.serverKeeps.Load())
-		sum[1].ServerKeeps = b.pionServerStore.bytesPerEntry()
-		sum[1].ClientKeeps = b.pionCache.bytesPerEntry()
+		sum[1].ServerKeeps = bytesPerEntry(b.pionServerStore)
+		sum[1].ClientKeeps = bytesPerEntry(b.pionCache)
 	}
 	return sum, nil
 }

@@ -12,12 +12,12 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/coapclient"
 	"github.com/dtlsresume/dtlsresume/coapserver"
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/pionstore"
 	"github.com/dtlsresume/dtlsresume/internal/proc"
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/store"
@@ -891,39 +891,6 @@ func pionCases() []Case {
 	return cs
 }
 
-// pionStore is a map-based pion SessionStore. A miss is (zero, nil), as
-// pion expects: an error from Get aborts its handshake.
-type pionStore struct {
-	mu sync.Mutex
-	m  map[string]piondtls.Session
-}
-
-func (s *pionStore) Set(key []byte, v piondtls.Session) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[string(key)] = v
-	return nil
-}
-
-func (s *pionStore) Get(key []byte) (piondtls.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[string(key)], nil
-}
-
-func (s *pionStore) Del(key []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, string(key))
-	return nil
-}
-
-func (s *pionStore) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
-}
-
 // pionClient: pion's client against our server, once, or twice with a
 // pion SessionStore (pion resumes by session ID only).
 func pionClient(cx *caseEnv, s suite, resume bool) (result, error) {
@@ -931,7 +898,7 @@ func pionClient(cx *caseEnv, s suite, resume bool) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	ps := &pionStore{m: map[string]piondtls.Session{}}
+	ps := pionstore.New(0)
 	ccfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{s.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
 	if resume {
 		ccfg.SessionStore = ps
@@ -985,8 +952,8 @@ func pionClient(cx *caseEnv, s suite, resume bool) (result, error) {
 	if !resume {
 		return result{state: &first, detail: "pion required extended master secret; line echoed"}, nil
 	}
-	if ps.len() != 1 {
-		return result{state: &first}, fmt.Errorf("pion's client stored %d sessions after the full handshake, want 1", ps.len())
+	if ps.Len() != 1 {
+		return result{state: &first}, fmt.Errorf("pion's client stored %d sessions after the full handshake, want 1", ps.Len())
 	}
 	p2, err := dial("second handshake", "pion to us, 2")
 	if err != nil {
@@ -1010,7 +977,7 @@ func pionClient(cx *caseEnv, s suite, resume bool) (result, error) {
 // pionServer: our client against pion's listener, once, or twice with one
 // session cache against a pion SessionStore.
 func pionServer(cx *caseEnv, s suite, resume bool) (result, error) {
-	ps := &pionStore{m: map[string]piondtls.Session{}}
+	ps := pionstore.New(0)
 	scfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{s.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
 	if resume {
 		scfg.SessionStore = ps
@@ -1063,8 +1030,8 @@ func pionServer(cx *caseEnv, s suite, resume bool) (result, error) {
 	if err := c1.Close(); err != nil {
 		return result{state: &st1}, err
 	}
-	if ps.len() != 1 {
-		return result{state: &st1}, fmt.Errorf("pion's server stored %d sessions after the full handshake, want 1", ps.len())
+	if ps.Len() != 1 {
+		return result{state: &st1}, fmt.Errorf("pion's server stored %d sessions after the full handshake, want 1", ps.Len())
 	}
 	c2, err := dialOurs(cx, "second handshake", port, cfg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/coapserver"
+	"github.com/dtlsresume/dtlsresume/internal/pionstore"
 	"github.com/dtlsresume/dtlsresume/store"
 	piondtls "github.com/pion/dtls/v3"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
@@ -59,7 +60,7 @@ func (cfg *PeerConfig) pion() (*piondtls.Config, error) {
 	}
 	if cfg.SessionStore {
 		// As many sessions as our server's default memory store keeps.
-		c.SessionStore = newPionStore(store.DefaultMemoryCapacity)
+		c.SessionStore = pionstore.New(store.DefaultMemoryCapacity)
 	}
 	return c, nil
 }
@@ -152,42 +153,4 @@ func ServePionCoAP(ctx context.Context, cfg PeerConfig, ready io.Writer) error {
 	case err := <-errc:
 		return err
 	}
-}
-
-// pionStore is a pion SessionStore in memory, bounded: when full it drops
-// an arbitrary entry.
-type pionStore struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]piondtls.Session
-}
-
-func newPionStore(max int) *pionStore {
-	return &pionStore{max: max, m: make(map[string]piondtls.Session)}
-}
-
-func (s *pionStore) Set(k []byte, v piondtls.Session) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.m[string(k)]; !ok && len(s.m) >= s.max {
-		for old := range s.m {
-			delete(s.m, old)
-			break
-		}
-	}
-	s.m[string(k)] = v
-	return nil
-}
-
-func (s *pionStore) Get(k []byte) (piondtls.Session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[string(k)], nil
-}
-
-func (s *pionStore) Del(k []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, string(k))
-	return nil
 }
