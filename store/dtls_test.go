@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/ticketfmt"
@@ -154,27 +155,7 @@ func startListener(t testing.TB, cfg *dtls.Config) (l *dtls.Listener, stop func(
 	return l, stop
 }
 
-func serveEcho(l *dtls.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 2048)
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				if _, err := c.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-		}()
-	}
-}
+func serveEcho(l *dtls.Listener) { dtlstest.ServeEcho(l, nil) }
 
 // TestClusterResumption: three servers share one redis-server for their
 // sessions, client_state records and ticket keys. A client of each type

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/store"
 )
@@ -43,30 +44,7 @@ func echoListener(t *testing.T, accepted func(net.Addr)) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			if accepted != nil {
-				accepted(c.RemoteAddr())
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 2048)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	go dtlstest.ServeEcho(l, accepted)
 	return l.Addr().String()
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -191,19 +192,7 @@ func echoServer(t *testing.T) (*net.UDPAddr, func() map[string]bool) {
 			case sources <- c.RemoteAddr().(*net.UDPAddr).IP.String():
 			default:
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 2048)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			}()
+			go dtlstest.Echo(c)
 		}
 	}()
 	return l.Addr().(*net.UDPAddr), func() map[string]bool {
