@@ -21,7 +21,13 @@ func (e *HandshakeError) Error() string {
 	if errors.Is(e.Err, errHandshakeTimeout) {
 		return fmt.Sprintf("dtls: handshake with %s timed out %s", e.Peer, e.Stage)
 	}
-	return fmt.Sprintf("dtls: handshake with %s failed (%s): %v", e.Peer, e.Stage, e.Err)
+	msg := fmt.Sprintf("dtls: handshake with %s failed (%s): %v", e.Peer, e.Stage, e.Err)
+	var ae *AlertError
+	if r, _ := ReasonOf(e.Err); r == ReasonBadKey && errors.As(e.Err, &ae) && ae.Remote {
+		// Say what the peer's alert most likely means.
+		msg += " (the peer could not authenticate our Finished: a wrong PSK, or a PSK identity it does not know)"
+	}
+	return msg
 }
 
 func (e *HandshakeError) Unwrap() error { return e.Err }

@@ -21,7 +21,7 @@ import (
 )
 
 // This file proves the session_resumption_type negotiation (spec §3,
-// DESIGN.md decision 3) and client_state resumption (spec §4, §6) on real
+// docs/decisions.md 21-22) and client_state resumption (docs/decisions.md 23-28) on real
 // UDP sockets, checking every handshake on the wire through a relay that
 // decodes the datagrams it forwards. Helpers are prefixed nm.
 
@@ -733,7 +733,7 @@ var nmKinds = []nmKind{
 
 // TestNegotiationMatrix: every client offer × every server policy, a full
 // handshake then a second dial, on real sockets through a recording relay.
-// The negotiated type follows DESIGN.md decision 3 on both ends and the
+// The negotiated type follows docs/decisions.md 21-22 on both ends and the
 // second handshake resumes by exactly that mechanism, on the wire.
 func TestNegotiationMatrix(t *testing.T) {
 	tc := newTestCert(t)
@@ -813,7 +813,7 @@ func nmCheckStates(t *testing.T, which string, d nmDialResult, resumed bool, wan
 	if resumed {
 		return
 	}
-	// Who keeps what (DESIGN.md, "What we build").
+	// Who keeps what (docs/decisions.md 29).
 	clientKeeps := want == nmID || want == nmTicket
 	serverKeeps := want == nmID || want == nmCS
 	if len(serverStores) > 0 {
@@ -946,7 +946,7 @@ func nmCheckResumed(t *testing.T, o nmOffer, want negotiation.Type, full, d nmDi
 	t.Helper()
 	w := d.wire
 	if w.has(false, typeHelloVerifyRequest) {
-		t.Errorf("resumption with a cookie exchange (DESIGN.md decision 6 skips it)")
+		t.Errorf("resumption with a cookie exchange (docs/decisions.md 18 skips it)")
 	}
 	for _, typ := range []uint8{typeCertificate, typeServerKeyExchange, typeServerHelloDone} {
 		if w.has(false, typ) {

@@ -92,7 +92,7 @@
 // the record's TTL (SET PX): Redis expires them, and its maxmemory policy
 // (volatile-lru, say) bounds them.
 //
-// Secrets at rest (DESIGN.md decision 13). With [RedisConfig].Key, values
+// Secrets at rest (docs/decisions.md 46). With [RedisConfig].Key, values
 // (master secrets) and the shared ticket keys are sealed as in the file
 // store (seal.go: AES-256-GCM under a per-record key derived from the
 // operator's key), each bound to its Redis key or hash field, and record

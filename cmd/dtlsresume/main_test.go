@@ -428,3 +428,14 @@ func TestListenLogsHandshakeFailures(t *testing.T) {
 		t.Fatal("the log line holds key material")
 	}
 }
+
+// TestDialWrongPSKNamesTheLikelyCause: a wrong key ends with the server's
+// decrypt_error and a message that says what it most likely means.
+func TestDialWrongPSKNamesTheLikelyCause(t *testing.T) {
+	_, addr := startListen(t)
+	code, _, stderr := runCmd("dial", "--addr", addr, "--psk", demoPSKIdentity+":00112233445566778899aabbccddeeff", "--message", "x",
+		"--timeout", "5s", "--retransmit", "100ms")
+	if code != 1 || !strings.Contains(stderr, "decrypt_error") || !strings.Contains(stderr, "a wrong PSK") || !strings.Contains(stderr, addr) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}

@@ -1,6 +1,6 @@
 package main
 
-// Secrets at rest (issue 13, DESIGN.md decision 13), on real processes: a
+// Secrets at rest (docs/decisions.md 46), on real processes: a
 // Redis store without a key is an explicit, logged choice; with one, Redis
 // holds no master secret and no usable ticket key; a Redis password never
 // shows in an error or a log; `dial --session` never writes its secret

@@ -143,7 +143,7 @@ func parseStoreSpec(spec string) (storeSpec, error) {
 }
 
 // storeSealing decides, for every backend, whether the store may start and
-// how it keeps master secrets and ticket keys (DESIGN.md decision 13): the
+// how it keeps master secrets and ticket keys (docs/decisions.md 46): the
 // one place that does. A backend that keeps them outside the process
 // (file:, redis://) seals them under the operator's key when there is one;
 // without a key a redis:// store starts only if the operator chose

@@ -43,7 +43,7 @@ type Hostile struct {
 }
 
 // AmplificationBound is what a source that never proved it is reachable
-// may receive, as a multiple of what it sent (DESIGN.md decision 11).
+// may receive, as a multiple of what it sent (docs/decisions.md 36).
 const AmplificationBound = 3
 
 func (h *Hostile) defaults() {
