@@ -215,8 +215,14 @@ func (s *KeySync) sync(ctx context.Context) error {
 		return nil
 	}
 	token, err := s.lock(ctx)
-	if err != nil || token == "" {
-		return err // another server is at it; its keys arrive at the next sync
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		// Another server is publishing right now: take its keys as soon
+		// as they land rather than at the next sync an Interval away, so
+		// that servers started together agree on their first keys.
+		return s.awaitPublisher(ctx)
 	}
 	defer s.unlock(token)
 	if keys, bad, err = s.load(ctx); err != nil {
@@ -386,6 +392,32 @@ func (s *KeySync) load(ctx context.Context) ([]ticketfmt.ExportedKey, []string, 
 	}
 	return keys, bad, nil
 }
+
+// awaitPublisher reloads the schedule a few times, briefly, while another
+// server holds the publishing lock, until what it publishes is in.
+func (s *KeySync) awaitPublisher(ctx context.Context) error {
+	for range 8 {
+		select {
+		case <-time.After(publisherPoll):
+		case <-ctx.Done():
+			return nil // the next sync takes it
+		}
+		keys, bad, err := s.load(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.ring.SyncKeys(keys); err != nil {
+			return err
+		}
+		if !s.needsWork(keys, bad, s.ring.Now()) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// publisherPoll is how often awaitPublisher looks again.
+const publisherPoll = 100 * time.Millisecond
 
 // lock takes the publishing lock; it returns "" when another server holds
 // it.

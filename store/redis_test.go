@@ -399,3 +399,43 @@ func TestKeySyncThreeRings(t *testing.T) {
 		t.Error("SyncKeyRing accepted an unmanaged ring")
 	}
 }
+
+// TestSharedKeyRingsStartedTogether: servers that start at once on an empty
+// Redis agree on their first ticket key: the one that loses the publishing
+// lock takes the winner's key as it lands, not an Interval later, so a
+// ticket sealed by either opens on the other at once.
+func TestSharedKeyRingsStartedTogether(t *testing.T) {
+	srv := startRedis(t)
+	for round := range 5 {
+		prefix := fmt.Sprintf("together%d:", round)
+		type result struct {
+			ring *ticketfmt.KeyRing
+			err  error
+		}
+		results := make(chan result, 2)
+		for range 2 {
+			go func() {
+				r := newTestRedis(t, srv, RedisConfig{Prefix: prefix})
+				ring, ks, err := SharedKeyRing(context.Background(), r, ticketfmt.KeyRingConfig{}, KeySyncConfig{Interval: time.Hour, Lead: 3 * time.Hour})
+				if err == nil {
+					t.Cleanup(ks.Stop)
+				}
+				results <- result{ring, err}
+			}()
+		}
+		a, b := <-results, <-results
+		if a.err != nil || b.err != nil {
+			t.Fatal(a.err, b.err)
+		}
+		st := &ticketfmt.State{Version: 0xfefd, CipherSuite: 0xc0a8, Timestamp: time.Now(), SessionCreated: time.Now(), Lifetime: time.Hour}
+		for _, pair := range [][2]*ticketfmt.KeyRing{{a.ring, b.ring}, {b.ring, a.ring}} {
+			ticket, err := pair[0].Seal(st, ticketfmt.LabelServer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pair[1].Open(ticket, ticketfmt.LabelServer); err != nil {
+				t.Fatalf("round %d: a ticket of one server does not open on the other started with it: %v", round, err)
+			}
+		}
+	}
+}
