@@ -28,6 +28,10 @@ type clientHelloInfo struct {
 	// and uncompressed points, the only ECDHE this engine speaks.
 	ecdheP256  bool
 	serverName string
+	// cid is the client's connection_id (RFC 9146); cidOffered says it
+	// sent the extension (an empty cid: it needs none).
+	cid        []byte
+	cidOffered bool
 	// attempted is what the hello tries to resume by.
 	attempted negotiation.Type
 
@@ -47,6 +51,13 @@ func parseClientHelloInfo(cfg *Config, hello *clientHelloMsg) *clientHelloInfo {
 		ch.serverName, _ = parseServerName(v)
 	}
 	ch.attempted = attemptedResumption(hello, ch.offer)
+	if v, ok := findExtension(hello.extensions, extConnectionID); ok {
+		var err error
+		if ch.cid, err = parseConnectionID(v); err != nil && ch.err == nil {
+			ch.err = err
+		}
+		ch.cidOffered = err == nil
+	}
 	if ch.err == nil {
 		ch.err = ch.checkVersionAndRenegotiation()
 	}

@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -192,6 +193,18 @@ type Config struct {
 	// secret is ever logged.
 	Logger *slog.Logger
 
+	// ConnectionIDGenerator, if set, offers (client) or accepts (server)
+	// connection IDs (RFC 9146) on every handshake kind: it returns the CID
+	// this side wants in the records sent to it, empty for "I can send
+	// CIDs but need none". A server's CIDs must all have one length, which
+	// its Listener routes records by. RandomCIDGenerator and
+	// OnlySendCIDGenerator make the usual ones.
+	ConnectionIDGenerator func() []byte
+	// CIDPadding is how many zero bytes pad each record this side sends
+	// with a connection ID (RFC 9146 §4 DTLSInnerPlaintext), hiding the
+	// length of what it carries.
+	CIDPadding int
+
 	// Trace, if set, is called for each handshake message and
 	// ChangeCipherSpec this side sends or receives, as OpenSSL's s_client
 	// -msg prints them; the CLI's -v uses it. It must not block.
@@ -211,6 +224,22 @@ type Config struct {
 	// Config copy has one.
 	limitLog *limitLogger
 }
+
+// RandomCIDGenerator returns a ConnectionIDGenerator of random CIDs of
+// size bytes (1 to 255).
+func RandomCIDGenerator(size int) func() []byte {
+	return func() []byte {
+		cid := make([]byte, size)
+		if _, err := rand.Read(cid); err != nil {
+			panic("dtls: crypto/rand failed: " + err.Error())
+		}
+		return cid
+	}
+}
+
+// OnlySendCIDGenerator returns a ConnectionIDGenerator for a side that
+// sends the peer's CID but wants none itself (RFC 9146's zero-length CID).
+func OnlySendCIDGenerator() func() []byte { return func() []byte { return []byte{} } }
 
 // TraceEvent is one handshake message (or ChangeCipherSpec) that a side
 // sent or received.

@@ -48,6 +48,12 @@ type ConnectionState struct {
 	// exchange; a server's counts start at the ClientHello that carried a
 	// valid cookie, since the stateless exchange before it belongs to no
 	// connection.
+	// LocalCID and PeerCID are the connection IDs (RFC 9146) negotiated:
+	// the one the peer puts in the records it sends here, and the one this
+	// side puts in the records it sends. Both nil without the extension;
+	// an empty one means "none needed".
+	LocalCID, PeerCID []byte
+
 	HandshakeDatagramsSent     int
 	HandshakeDatagramsReceived int
 	HandshakeBytesSent         int
@@ -66,7 +72,8 @@ type Conn struct {
 	cfg      *Config
 	isClient bool
 	pconn    net.PacketConn
-	raddr    net.Addr
+	addrMu   sync.RWMutex
+	raddr    net.Addr // guarded by addrMu; read it with remote()
 	// connected: pconn is a connected UDP socket of our own (Dial), which
 	// reports ICMP errors such as port unreachable.
 	connected bool
@@ -102,6 +109,17 @@ type Conn struct {
 	appData [][]byte
 	readErr error
 
+	// onMigrate, set by a Listener for a connection with a connection ID of
+	// its own, moves the connection from one peer address to another in
+	// the Listener's tables; false refuses the move. nextPeerSeq is one past
+	// the newest authenticated record's sequence number.
+	onMigrate   func(from, to net.Addr) bool
+	nextPeerSeq uint64
+	// reserveCID, set by a Listener, claims a CID of ours for routing;
+	// false means another connection holds it.
+	reserveCID func(cid []byte) bool
+	cidKey     string // the CID reserveCID claimed; guarded by the Listener's mutex
+
 	// unverified is set on a server connection whose peer has not shown it
 	// is reachable at its address (no cookie); until an authenticated
 	// record arrives, everything sent to it stays within the amplification
@@ -132,11 +150,17 @@ type finalFlight struct {
 // a datagram that does not fit is dropped, as a congested network would.
 type inbox struct {
 	mu    sync.Mutex
-	q     [][]byte
+	q     []inDatagram
 	bytes int
 	limit int
 	ready chan struct{} // holds a token while q is not empty or err is new
 	err   error         // a transport error the socket reported (ICMP)
+}
+
+// inDatagram is a received datagram and the address it came from.
+type inDatagram struct {
+	d    []byte
+	from net.Addr
 }
 
 // fail records a transport error for the handshake to report.
@@ -162,14 +186,14 @@ func (b *inbox) init(limit int) {
 	b.ready = make(chan struct{}, 1)
 }
 
-// push queues d and reports whether it fit.
-func (b *inbox) push(d []byte) bool {
+// push queues d, received from from, and reports whether it fit.
+func (b *inbox) push(d []byte, from net.Addr) bool {
 	b.mu.Lock()
 	if b.bytes+len(d) > b.limit {
 		b.mu.Unlock()
 		return false
 	}
-	b.q = append(b.q, d)
+	b.q = append(b.q, inDatagram{d, from})
 	b.bytes += len(d)
 	b.mu.Unlock()
 	select {
@@ -181,14 +205,14 @@ func (b *inbox) push(d []byte) bool {
 
 // pop returns the oldest queued datagram; the ready token stays while more
 // are queued.
-func (b *inbox) pop() ([]byte, bool) {
+func (b *inbox) pop() (inDatagram, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.q) == 0 {
-		return nil, false
+		return inDatagram{}, false
 	}
-	d := b.q[0]
-	b.q[0] = nil
+	in := b.q[0]
+	b.q[0] = inDatagram{}
 	if b.q = b.q[1:]; len(b.q) == 0 {
 		b.q = nil
 	} else {
@@ -197,8 +221,8 @@ func (b *inbox) pop() ([]byte, bool) {
 		default:
 		}
 	}
-	b.bytes -= len(d)
-	return d, true
+	b.bytes -= len(in.d)
+	return in, true
 }
 
 // drain discards everything queued.
@@ -211,9 +235,9 @@ func (b *inbox) drain() {
 // deliver hands a datagram to the connection; it drops the datagram when
 // the queue is full, as a congested network would, and reports whether it
 // was queued.
-func (c *Conn) deliver(d []byte) bool {
+func (c *Conn) deliver(d []byte, from net.Addr) bool {
 	c.ampRecv.Add(int64(len(d)))
-	return c.in.push(d)
+	return c.in.push(d, from)
 }
 
 // errAmplification is returned, never sent, when a datagram to an
@@ -233,7 +257,7 @@ func (c *Conn) writeDatagram(b []byte) error {
 		// within AmplificationFactor times what it sent us, our
 		// retransmissions included (docs/decisions.md, "Amplification").
 		if float64(c.ampSent.Load()+int64(len(b))) > c.cfg.amplificationFactor()*float64(c.ampRecv.Load()) {
-			c.cfg.noteLimit(LimitAmplification, c.raddr)
+			c.cfg.noteLimit(LimitAmplification, c.remote())
 			return errAmplification
 		}
 		c.ampSent.Add(int64(len(b)))
@@ -242,10 +266,10 @@ func (c *Conn) writeDatagram(b []byte) error {
 	if c.connected {
 		_, err = c.pconn.(*net.UDPConn).Write(b)
 	} else {
-		_, err = c.pconn.WriteTo(b, c.raddr)
+		_, err = c.pconn.WriteTo(b, c.remote())
 	}
 	if err != nil {
-		return fmt.Errorf("dtls: write to %s: %w", c.raddr, err)
+		return fmt.Errorf("dtls: write to %s: %w", c.remote(), err)
 	}
 	c.stats.datagramsSent.Add(1)
 	c.stats.bytesSent.Add(int64(len(b)))
@@ -257,7 +281,12 @@ func (c *Conn) writeDatagram(b []byte) error {
 // the peer's Finished as its flight sends it. Other undecryptable records
 // are noise (or forgeries) and are only dropped.
 func (c *Conn) looksLikeFinished(r *record) bool {
-	return c.hs.datagramHasCCS && r.contentType == recordHandshake && len(r.fragment) == c.rl.read[1].overhead+handshakeHeaderLen+12
+	n := c.rl.read[1].overhead + handshakeHeaderLen + 12
+	if r.contentType == recordCID {
+		// The inner plaintext adds the real type and the peer's padding.
+		return c.hs.datagramHasCCS && len(r.fragment) > n && len(r.fragment) <= n+1+255
+	}
+	return c.hs.datagramHasCCS && r.contentType == recordHandshake && len(r.fragment) == n
 }
 
 // maxBadHandshakeRecords is how many protected records from the peer may
@@ -276,12 +305,12 @@ const maxEarlyRecords = 8
 // handleDatagram processes every record of a datagram: handshake fragments
 // go to the reassembler, application data to the read queue, alerts end the
 // connection. Records that fail checks are dropped (RFC 6347 §4.1.2.7).
-func (c *Conn) handleDatagram(d []byte) {
+func (c *Conn) handleDatagram(d []byte, from net.Addr) {
 	c.stats.datagramsReceived.Add(1)
 	c.stats.bytesReceived.Add(int64(len(d)))
-	records, err := parseRecords(d)
+	records, err := parseRecordsCID(d, c.rl.cidLen)
 	if err != nil {
-		c.cfg.logger().Debug("dtls: dropping malformed record", "peer", c.raddr.String(), "err", err)
+		c.cfg.logger().Debug("dtls: dropping malformed record", "peer", c.remote().String(), "err", err)
 	}
 	if hs := c.hs; hs != nil {
 		// A ChangeCipherSpec in the datagram marks the peer's own flight:
@@ -291,23 +320,48 @@ func (c *Conn) handleDatagram(d []byte) {
 			hs.datagramHasCCS = hs.datagramHasCCS || records[i].contentType == recordChangeCipherSpec
 		}
 	}
+	newest := false
 	for i := range records {
-		c.handleRecord(&records[i])
+		newest = c.handleRecord(&records[i]) || newest
+	}
+	if newest && from != nil && c.onMigrate != nil && from.String() != c.remote().String() {
+		c.migrate(from, len(d))
 	}
 }
 
-func (c *Conn) handleRecord(r *record) {
+// migrate moves a server connection with a connection ID to the address
+// its newest authenticated record came from (RFC 9146 §6). The new address
+// has not shown it is reachable (the record may have been raced there), so
+// it gets the amplification budget of any unverified address until another
+// authenticated record arrives from it.
+func (c *Conn) migrate(to net.Addr, received int) {
+	from := c.remote()
+	if !c.onMigrate(from, to) {
+		return
+	}
+	c.addrMu.Lock()
+	c.raddr = to
+	c.addrMu.Unlock()
+	c.ampSent.Store(0)
+	c.ampRecv.Store(int64(received))
+	c.unverified.Store(true)
+	c.cfg.logger().Debug("dtls: peer moved (connection ID)", "from", from.String(), "to", to.String())
+}
+
+// handleRecord processes one record and reports whether it was an
+// authenticated record newer than any before it.
+func (c *Conn) handleRecord(r *record) (newest bool) {
 	hs := c.hs
 	if r.epoch == 1 && !c.rl.readKeysSet {
 		// Only the peer's handshake records can be worth keeping: a
 		// Finished that overtook our key derivation.
-		if hs != nil && r.contentType == recordHandshake && len(hs.early) < maxEarlyRecords {
+		if hs != nil && (r.contentType == recordHandshake || r.contentType == recordCID) && len(hs.early) < maxEarlyRecords {
 			hs.early = append(hs.early, earlyRecord{raw: append([]byte(nil), r.raw...), withCCS: hs.datagramHasCCS})
 		}
 		return
 	}
 	if err := c.rl.open(r); err != nil {
-		c.cfg.logger().Debug("dtls: dropping record", "peer", c.raddr.String(), "epoch", r.epoch, "err", err)
+		c.cfg.logger().Debug("dtls: dropping record", "peer", c.remote().String(), "epoch", r.epoch, "err", err)
 		if hs != nil && errors.Is(err, errRecordMAC) && r.epoch == 1 && !hs.epoch1OK && c.looksLikeFinished(r) {
 			// The peer's first protected records keep failing: its keys
 			// differ from ours, which in practice is a wrong PSK. Say so
@@ -332,12 +386,15 @@ func (c *Conn) handleRecord(r *record) {
 		if hs != nil {
 			hs.epoch1OK = true
 		}
+		if r.seq >= c.nextPeerSeq {
+			c.nextPeerSeq, newest = r.seq+1, true
+		}
 	}
 	switch r.contentType {
 	case recordHandshake:
 		frags, err := parseHandshakeFragments(r.fragment)
 		if err != nil {
-			c.cfg.logger().Debug("dtls: dropping malformed handshake record", "peer", c.raddr.String(), "err", err)
+			c.cfg.logger().Debug("dtls: dropping malformed handshake record", "peer", c.remote().String(), "err", err)
 		}
 		if hs == nil {
 			c.postHandshakeRecord(frags, r.epoch)
@@ -347,9 +404,9 @@ func (c *Conn) handleRecord(r *record) {
 			if err := hs.reasm.add(f, r.epoch); errors.Is(err, errOldMessage) {
 				hs.peerRetransmit = true
 			} else if errors.Is(err, errHandshakeMemory) {
-				c.cfg.noteLimit(LimitHandshakeMemory, c.raddr)
+				c.cfg.noteLimit(LimitHandshakeMemory, c.remote())
 			} else if err != nil {
-				c.cfg.logger().Debug("dtls: dropping handshake fragment", "peer", c.raddr.String(), "err", err)
+				c.cfg.logger().Debug("dtls: dropping handshake fragment", "peer", c.remote().String(), "err", err)
 			}
 		}
 	case recordChangeCipherSpec:
@@ -384,6 +441,7 @@ func (c *Conn) handleRecord(r *record) {
 			c.appData = append(c.appData, r.fragment)
 		}
 	}
+	return newest
 }
 
 // maxQueuedRecords bounds the application records decrypted from the
@@ -433,7 +491,7 @@ func (c *Conn) installKeys(rc recordCipher, overhead int) {
 	saved := hs.datagramHasCCS
 	for _, e := range early {
 		hs.datagramHasCCS = e.withCCS
-		recs, _ := parseRecords(e.raw)
+		recs, _ := parseRecordsCID(e.raw, c.rl.cidLen)
 		for i := range recs {
 			c.handleRecord(&recs[i])
 		}
@@ -504,7 +562,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		if c.hs != nil {
 			stage = c.hs.stage
 		}
-		err = &HandshakeError{Peer: c.raddr.String(), Stage: stage, Err: err}
+		err = &HandshakeError{Peer: c.remote().String(), Stage: stage, Err: err}
 		c.hs = nil
 		c.hsErr = err
 		c.hsDone.Store(true)
@@ -553,8 +611,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		select {
 		case <-c.in.ready:
-			if d, ok := c.in.pop(); ok {
-				c.handleDatagram(d)
+			if in, ok := c.in.pop(); ok {
+				c.handleDatagram(in.d, in.from)
 			}
 		case <-c.readDeadline.Done():
 			return 0, &timeoutError{"read"}
@@ -614,7 +672,24 @@ func (c *Conn) closeTransport() {
 func (c *Conn) LocalAddr() net.Addr { return c.pconn.LocalAddr() }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return c.remote() }
+
+// useCIDs installs negotiated connection IDs: ours in the records we
+// receive, the peer's in those we send.
+func (c *Conn) useCIDs(local, peer []byte) {
+	c.writeMu.Lock()
+	c.rl.readCID, c.rl.writeCID, c.rl.cidPadding, c.rl.cidLen = local, peer, c.cfg.CIDPadding, len(local)
+	c.writeMu.Unlock()
+	c.state.LocalCID, c.state.PeerCID = local, peer
+}
+
+// remote is the peer's address, which a server connection with a
+// connection ID may move (RFC 9146 §6).
+func (c *Conn) remote() net.Addr {
+	c.addrMu.RLock()
+	defer c.addrMu.RUnlock()
+	return c.raddr
+}
 
 // SetDeadline sets the read and write deadlines.
 func (c *Conn) SetDeadline(t time.Time) error {

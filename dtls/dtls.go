@@ -51,7 +51,12 @@ func NewListener(pc net.PacketConn, cfg *Config) (*Listener, error) {
 		lookups:    make(chan lookupJob, lookupQueue),
 		pending:    make(map[string][32]byte),
 		unverified: newUnverifiedResumptions(cfg.cookieLifetime()),
+		cids:       make(map[string]*Conn),
 		closed:     make(chan struct{}),
+	}
+	if cfg.ConnectionIDGenerator != nil {
+		// Our CIDs have one length, which routing reads records by.
+		l.cidLen = len(cfg.ConnectionIDGenerator())
 	}
 	l.serve()
 	return l, nil
@@ -197,7 +202,7 @@ func (c *Conn) startFeeder(owned bool) {
 			if addr.String() != c.raddr.String() {
 				continue
 			}
-			c.deliver(append([]byte(nil), buf[:n]...))
+			c.deliver(append([]byte(nil), buf[:n]...), addr)
 		}
 	}()
 }

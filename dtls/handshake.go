@@ -159,8 +159,8 @@ func (c *Conn) readHandshake(ctx context.Context, want string) (handshakeMsg, er
 		}
 		select {
 		case <-c.in.ready:
-			if d, ok := c.in.pop(); ok {
-				c.handleDatagram(d)
+			if in, ok := c.in.pop(); ok {
+				c.handleDatagram(in.d, in.from)
 			} else if err := c.in.failure(); err != nil {
 				return handshakeMsg{}, err
 			}
@@ -172,7 +172,7 @@ func (c *Conn) readHandshake(ctx context.Context, want string) (handshakeMsg, er
 				// silent for a whole interval since we last sent is given
 				// up, so a replayed hello holds no state for long
 				// (docs/decisions.md, "Amplification").
-				c.cfg.noteLimit(LimitAmplification, c.raddr)
+				c.cfg.noteLimit(LimitAmplification, c.remote())
 				if time.Since(hs.lastSend) >= interval {
 					return handshakeMsg{}, errUnverifiedSilent
 				}

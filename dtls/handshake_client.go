@@ -36,6 +36,7 @@ type clientHandshakeState struct {
 	retryFresh bool
 
 	session      *ClientSession // the session offered for resumption
+	localCID     []byte         // the connection ID we offered (nil: none)
 	offer        *negotiation.ClientOffer
 	answer       *negotiation.ServerAnswer // nil: the server did not answer the offer
 	clientState  *ticketfmt.State          // opened from the answer's ticket
@@ -439,6 +440,12 @@ func (hs *clientHandshakeState) processServerHello() error {
 			if len(e.data) != 0 {
 				return decodeError("ServerHello", "session_ticket")
 			}
+		case extConnectionID:
+			peer, err := parseConnectionID(e.data)
+			if err != nil {
+				return err
+			}
+			c.useCIDs(hs.localCID, peer)
 		case extRenegotiationInfo:
 			v, err := parseRenegotiationInfo(e.data)
 			if err != nil {

@@ -77,6 +77,7 @@ const (
 	extEncryptThenMAC       uint16 = 22
 	extExtendedMasterSecret uint16 = 23
 	extSessionTicket        uint16 = 35
+	extConnectionID         uint16 = 54 // RFC 9146
 	extRenegotiationInfo    uint16 = 0xff01
 )
 
@@ -1246,6 +1247,35 @@ func marshalRenegotiationInfo(v []byte) []byte {
 	var b cryptobyte.Builder
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
 	return hsMustBuild(&b)
+}
+
+// connection_id extension_data (RFC 9146 §3): the CID the sender wants to
+// receive in the records sent to it; empty means it needs none.
+//
+//	struct {
+//	    opaque cid<0..2^8-1>;
+//	} ConnectionId;
+func marshalConnectionID(cid []byte) []byte {
+	if len(cid) > hsMaxUint8Len {
+		panic(hsLengthError("connection_id", "cid", len(cid)))
+	}
+	var b cryptobyte.Builder
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(cid) })
+	return hsMustBuild(&b)
+}
+
+// parseConnectionID decodes the connection_id extension_data.
+func parseConnectionID(data []byte) ([]byte, error) {
+	const msg = "connection_id"
+	s := cryptobyte.String(data)
+	var v []byte
+	if !hsReadOpaque8(&s, &v) {
+		return nil, decodeError(msg, "cid")
+	}
+	if !s.Empty() {
+		return nil, decodeError(msg, "trailing_data")
+	}
+	return v, nil
 }
 
 // parseRenegotiationInfo decodes the renegotiation_info extension_data and

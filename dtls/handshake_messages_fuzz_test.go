@@ -188,6 +188,8 @@ func FuzzParseHelloExtensionPayloads(f *testing.F) {
 		check("signature_algorithms", err, func() []byte { return marshalSignatureAlgorithms(algs) })
 		reneg, err := parseRenegotiationInfo(data)
 		check("renegotiation_info", err, func() []byte { return marshalRenegotiationInfo(reneg) })
+		cid, err := parseConnectionID(data)
+		check("connection_id", err, func() []byte { return marshalConnectionID(cid) })
 
 		// server_name skips other name types, so only the host survives.
 		host, err := parseServerName(data)

@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -30,6 +31,9 @@ type serverHandshakeState struct {
 	// res is the session the ClientHello resumes; nil for a full
 	// handshake.
 	res *resumption
+
+	// cid is the server's connection ID (nil: none negotiated).
+	cid []byte
 
 	// A full handshake's choices and what flight 5 brought.
 	mech         negotiation.Type // the resumption mechanism it sets up
@@ -117,15 +121,41 @@ func (hs *serverHandshakeState) processClientHello(ctx context.Context, first *f
 		}
 	}
 	if res != nil {
-		if res.serverHello == nil {
-			if err := res.prepare(c.cfg, ch, first.msg.seq); err != nil {
+		cid := c.serverCID(ch, res.cid)
+		if res.serverHello == nil || !bytes.Equal(cid, res.cid) {
+			// Not prepared yet, or its CID was taken meanwhile.
+			if err := res.prepare(c.cfg, ch, first.msg.seq, cid); err != nil {
 				return err
 			}
 		}
 		hs.res = res
 		hs.random = res.serverHello.random
+		hs.cid = res.cid
 	}
 	return nil
+}
+
+// serverCID picks the server's connection ID when the client offered the
+// extension and the server takes part, claiming it for the Listener's
+// routing; preferred, if not nil, is tried first. It returns nil when no
+// CID is negotiated, and installs the CIDs otherwise.
+func (c *Conn) serverCID(ch *clientHelloInfo, preferred []byte) []byte {
+	gen := c.cfg.ConnectionIDGenerator
+	if !ch.cidOffered || gen == nil {
+		return nil
+	}
+	cid := preferred
+	for try := 0; ; try++ {
+		if cid == nil {
+			cid = gen()
+		}
+		if c.reserveCID == nil || c.reserveCID(cid) || try == 3 {
+			break
+		}
+		cid = nil
+	}
+	c.useCIDs(cid, ch.cid)
+	return cid
 }
 
 // resume runs an abbreviated handshake (RFC 5246 §7.3): ServerHello,
@@ -217,6 +247,7 @@ func (hs *serverHandshakeState) selectSuite() error {
 	}
 	c.state.CipherSuite = hs.suite.id
 	c.state.ExtendedMasterSecret = hs.ems
+	hs.cid = c.serverCID(hs.ch, nil)
 	// Exactly the selected mechanism is set up: no session ID unless
 	// session_id, no ticket unless session_ticket (docs/decisions.md 21-22).
 	hs.mech = c.cfg.chooseMechanism(ch)
@@ -236,7 +267,7 @@ func (hs *serverHandshakeState) selectSuite() error {
 func (hs *serverHandshakeState) sendServerFlight() error {
 	c := hs.c
 	fl := c.newFlight()
-	sh := serverHelloFor(hs.ch, hs.random, hs.suite, hs.ems, hs.sessionID)
+	sh := serverHelloFor(hs.ch, hs.random, hs.suite, hs.ems, hs.sessionID, hs.cid)
 	if hs.mech == negotiation.SessionTicket {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
 	}
@@ -426,8 +457,14 @@ func (hs *serverHandshakeState) readClientTicket(ctx context.Context, allowed bo
 }
 
 // serverHelloFor builds the ServerHello that answers ch.
-func serverHelloFor(ch *clientHelloInfo, random [32]byte, suite *cipherSuite, ems bool, sessionID []byte) *serverHelloMsg {
+//
+// cid is the server's connection ID when the client offered the extension
+// and the server takes part (nil: no connection_id extension).
+func serverHelloFor(ch *clientHelloInfo, random [32]byte, suite *cipherSuite, ems bool, sessionID, cid []byte) *serverHelloMsg {
 	sh := &serverHelloMsg{vers: versionDTLS12, random: random, sessionID: sessionID, cipherSuite: uint16(suite.id)}
+	if cid != nil {
+		sh.extensions = append(sh.extensions, extension{extConnectionID, marshalConnectionID(cid)})
+	}
 	if ems {
 		sh.extensions = append(sh.extensions, extension{extExtendedMasterSecret, nil})
 	}

@@ -37,6 +37,11 @@ type Listener struct {
 	handshakes int            // running handshakes
 	perIP      map[string]int // running handshakes per source IP
 	pending    map[string][32]byte
+	// cids routes records that carry a connection ID of ours (RFC 9146)
+	// to their connection, whatever address they come from; cidLen is the
+	// length of our CIDs (0: we take none).
+	cids   map[string]*Conn
+	cidLen int
 	// unverified holds the sessions with a cookie-less resumption running
 	// or recently failed.
 	unverified *unverifiedResumptions
@@ -97,6 +102,18 @@ func (l *Listener) readLoop() {
 // route hands a datagram to its association, or screens it as a new
 // ClientHello. d is the read loop's buffer: whatever keeps it copies it.
 func (l *Listener) route(addr net.Addr, d []byte) {
+	if l.cidLen > 0 && len(d) >= recordHeaderLen+l.cidLen && d[0] == recordCID {
+		// A record with our CID goes to its connection even from a new
+		// address (a NAT rebinding); the connection moves only once a
+		// record from there authenticates as its newest.
+		l.mu.Lock()
+		c := l.cids[string(d[11:11+l.cidLen])]
+		l.mu.Unlock()
+		if c != nil {
+			l.deliver(c, bytes.Clone(d), addr)
+		}
+		return
+	}
 	key := addr.String()
 	l.mu.Lock()
 	conn, succ := l.conns[key], l.successors[key]
@@ -105,17 +122,17 @@ func (l *Listener) route(addr net.Addr, d []byte) {
 		// Records of an association; while a successor handshakes, both
 		// see them and each drops what its keys do not authenticate.
 		if conn != nil {
-			l.deliver(conn, bytes.Clone(d))
+			l.deliver(conn, bytes.Clone(d), addr)
 		}
 		if succ != nil {
-			l.deliver(succ, bytes.Clone(d))
+			l.deliver(succ, bytes.Clone(d), addr)
 		}
 		return
 	}
 	// A retransmission of the hello that started a running handshake.
 	for _, c := range []*Conn{succ, conn} {
 		if c != nil && !c.hsDone.Load() && c.sameHello(d) {
-			l.deliver(c, bytes.Clone(d))
+			l.deliver(c, bytes.Clone(d), addr)
 			return
 		}
 	}
@@ -159,9 +176,9 @@ func (l *Listener) route(addr net.Addr, d []byte) {
 }
 
 // deliver queues a datagram on a connection, noting a full queue.
-func (l *Listener) deliver(c *Conn, d []byte) {
-	if !c.deliver(d) {
-		l.cfg.noteLimit(LimitInboundBytes, c.raddr)
+func (l *Listener) deliver(c *Conn, d []byte, from net.Addr) {
+	if !c.deliver(d, from) {
+		l.cfg.noteLimit(LimitInboundBytes, c.remote())
 	}
 }
 
@@ -286,6 +303,10 @@ func (l *Listener) begin(addr net.Addr, key string, first *firstHello) bool {
 	c.unverified.Store(!first.verified)
 	ip := ipOf(addr)
 	c.onClose = func() { l.forget(key, c) }
+	if l.cidLen > 0 {
+		c.reserveCID = func(cid []byte) bool { return l.reserveCID(c, cid) }
+		c.onMigrate = func(from, to net.Addr) bool { return l.migrate(c, from, to) }
+	}
 
 	l.mu.Lock()
 	old, oldSucc := l.conns[key], l.successors[key]
@@ -361,16 +382,58 @@ func (l *Listener) begin(addr net.Addr, key string, first *firstHello) bool {
 	return true
 }
 
-// forget removes a closed connection from the listener's tables.
+// forget removes a closed connection from the listener's tables, under
+// the address it started from and the one it may have moved to.
 func (l *Listener) forget(key string, c *Conn) {
+	now := c.remote().String()
 	l.mu.Lock()
-	if l.conns[key] == c {
-		delete(l.conns, key)
+	for _, k := range []string{key, now} {
+		if l.conns[k] == c {
+			delete(l.conns, k)
+		}
+		if l.successors[k] == c {
+			delete(l.successors, k)
+		}
 	}
-	if l.successors[key] == c {
-		delete(l.successors, key)
+	if l.cids[c.cidKey] == c {
+		delete(l.cids, c.cidKey)
 	}
 	l.mu.Unlock()
+}
+
+// reserveCID claims cid for c's records; false when another connection
+// holds it or its length is not the listener's.
+func (l *Listener) reserveCID(c *Conn, cid []byte) bool {
+	if len(cid) != l.cidLen {
+		l.cfg.logger().Warn("dtls: ConnectionIDGenerator made a CID of another length; not used", "want", l.cidLen, "got", len(cid))
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if other := l.cids[string(cid)]; other != nil && other != c {
+		return false
+	}
+	if l.cids[c.cidKey] == c {
+		delete(l.cids, c.cidKey) // a CID it claimed before and gave up
+	}
+	c.cidKey = string(cid)
+	l.cids[c.cidKey] = c
+	return true
+}
+
+// migrate moves c from one address to another in the listener's tables,
+// unless another association holds the new address.
+func (l *Listener) migrate(c *Conn, from, to net.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if other := l.conns[to.String()]; other != nil && other != c {
+		return false
+	}
+	if l.conns[from.String()] == c {
+		delete(l.conns, from.String())
+	}
+	l.conns[to.String()] = c
+	return true
 }
 
 // Accept waits for the next connection whose handshake completed.

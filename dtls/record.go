@@ -1,6 +1,7 @@
 package dtls
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -16,6 +17,9 @@ const (
 	recordAlert            uint8 = 21
 	recordHandshake        uint8 = 22
 	recordApplicationData  uint8 = 23
+	// recordCID is tls12_cid (RFC 9146): a protected record carrying a
+	// connection ID, whose real content type is inside.
+	recordCID uint8 = 25
 )
 
 const (
@@ -38,21 +42,41 @@ const (
 //
 // DTLSCiphertext has the same header; with an AEAD suite its fragment is the
 // 8-byte explicit nonce followed by the sealed content (RFC 5246 §6.2.3.3).
+// A record with a connection ID (RFC 9146 §4) has type tls12_cid and the
+// receiver's CID between sequence_number and length:
+//
+//	struct {
+//	    ContentType outer_type = tls12_cid;
+//	    ProtocolVersion version;
+//	    uint16 epoch;
+//	    uint48 sequence_number;
+//	    opaque cid[cid_length];        /* the length the receiver chose */
+//	    uint16 length;
+//	    opaque enc_content[DTLSCiphertext.length];
+//	} DTLSCiphertext;
+//
+// and its sealed content is a DTLSInnerPlaintext: the content, its real
+// type, and zero padding.
 type record struct {
 	contentType uint8
 	version     uint16
 	epoch       uint16
 	seq         uint64
+	cid         []byte // tls12_cid records only
 	fragment    []byte
 	// raw is the whole record as received, header included.
 	raw []byte
 }
 
-// parseRecords splits a datagram into records. A record whose length runs
-// past the end of the datagram ends the parse with an error; the records
-// before it are still returned so that one bad record does not hide good
-// ones (RFC 6347 §4.1.2.7 lets a receiver discard invalid records silently).
-func parseRecords(datagram []byte) ([]record, error) {
+// parseRecords splits a datagram without connection IDs into records.
+func parseRecords(datagram []byte) ([]record, error) { return parseRecordsCID(datagram, 0) }
+
+// parseRecordsCID splits a datagram into records; tls12_cid records carry
+// a CID of cidLen bytes. A record whose length runs past the end of the
+// datagram ends the parse with an error; the records before it are still
+// returned so that one bad record does not hide good ones (RFC 6347
+// §4.1.2.7 lets a receiver discard invalid records silently).
+func parseRecordsCID(datagram []byte, cidLen int) ([]record, error) {
 	var out []record
 	s := cryptobyte.String(datagram)
 	for !s.Empty() {
@@ -62,8 +86,14 @@ func parseRecords(datagram []byte) ([]record, error) {
 		var seqLo uint32
 		var frag cryptobyte.String
 		if !s.ReadUint8(&r.contentType) || !s.ReadUint16(&r.version) || !s.ReadUint16(&r.epoch) ||
-			!s.ReadUint16(&seqHi) || !s.ReadUint32(&seqLo) || !s.ReadUint16LengthPrefixed(&frag) {
-			return out, fmt.Errorf("dtls: record at offset %d: header or length: %w", start, errDecode)
+			!s.ReadUint16(&seqHi) || !s.ReadUint32(&seqLo) {
+			return out, fmt.Errorf("dtls: record at offset %d: header: %w", start, errDecode)
+		}
+		if r.contentType == recordCID && (cidLen == 0 || !s.ReadBytes(&r.cid, cidLen)) {
+			return out, fmt.Errorf("dtls: record at offset %d: connection ID: %w", start, errDecode)
+		}
+		if !s.ReadUint16LengthPrefixed(&frag) {
+			return out, fmt.Errorf("dtls: record at offset %d: length: %w", start, errDecode)
 		}
 		if len(frag) > maxCiphertext {
 			return out, fmt.Errorf("dtls: record at offset %d: length %d over the limit: %w", start, len(frag), errDecode)
@@ -109,6 +139,17 @@ type recordLayer struct {
 	readEpoch   uint16 // highest epoch whose keys are installed for reading
 	writeEpoch  uint16
 	readKeysSet bool
+
+	// Connection IDs (RFC 9146), once negotiated: writeCID is the peer's,
+	// carried in the protected records we send (none when empty); readCID
+	// is ours, carried in those we receive. cidPadding zero bytes pad each
+	// DTLSInnerPlaintext we send.
+	writeCID, readCID []byte
+	cidPadding        int
+	// cidLen is the length of the CID in the records we receive, known as
+	// soon as we offer ours (a client's records may come before the
+	// ServerHello that accepts it is processed).
+	cidLen int
 }
 
 func newRecordLayer(replayWindow int) *recordLayer {
@@ -135,6 +176,7 @@ var (
 	errReplay    = errors.New("replayed or too old record")
 	errBadEpoch  = errors.New("record from an epoch without keys")
 	errRecordMAC = errors.New("record failed authentication")
+	errBadCID    = errors.New("record's connection ID is not ours")
 )
 
 // open checks and decrypts a record in place of its fragment. Errors are
@@ -159,12 +201,31 @@ func (rl *recordLayer) open(r *record) error {
 		if r.contentType == recordChangeCipherSpec {
 			return errBadEpoch
 		}
+		if (r.contentType == recordCID) != (len(rl.readCID) > 0) || (r.contentType == recordCID && !bytes.Equal(r.cid, rl.readCID)) {
+			// With a CID of ours, the peer's protected records carry it;
+			// without one, they never do (RFC 9146 §4).
+			return errBadCID
+		}
 		h := recordlayer.Header{}
+		if r.contentType == recordCID {
+			h.ConnectionID = make([]byte, len(rl.readCID))
+		}
 		out, err := ep.cipher.Decrypt(h, r.raw)
 		if err != nil {
 			return errRecordMAC
 		}
-		r.fragment = out[recordHeaderLen:]
+		r.fragment = out[recordHeaderLen+len(h.ConnectionID):]
+		if r.contentType == recordCID {
+			// DTLSInnerPlaintext: content || real type || zeros.
+			end := len(r.fragment) - 1
+			for end >= 0 && r.fragment[end] == 0 {
+				end--
+			}
+			if end < 0 {
+				return errRecordMAC // no content type: treat as forged
+			}
+			r.contentType, r.fragment = r.fragment[end], r.fragment[:end]
+		}
 	}
 	accept()
 	return nil
@@ -182,15 +243,27 @@ func (rl *recordLayer) seal(b []byte, contentType uint8, epoch uint16, payload [
 		b = marshalRecordHeader(b, contentType, rl.version, epoch, seq, len(payload))
 		return append(b, payload...), nil
 	}
-	raw := marshalRecordHeader(make([]byte, 0, recordHeaderLen+len(payload)), contentType, rl.version, epoch, seq, len(payload))
-	raw = append(raw, payload...)
-	pkt := &recordlayer.RecordLayer{Header: recordlayer.Header{
+	hdr := recordlayer.Header{
 		ContentType:    protocol.ContentType(contentType),
-		ContentLen:     uint16(len(payload)),
 		Version:        protocol.Version{Major: byte(rl.version >> 8), Minor: byte(rl.version)},
 		Epoch:          epoch,
 		SequenceNumber: seq,
-	}}
+	}
+	if len(rl.writeCID) > 0 {
+		// RFC 9146 §4: the peer's CID in the header, the real type
+		// inside, after the content, then zero padding.
+		inner := make([]byte, 0, len(payload)+1+rl.cidPadding)
+		inner = append(append(inner, payload...), contentType)
+		payload = append(inner, make([]byte, rl.cidPadding)...)
+		hdr.ContentType, hdr.ConnectionID = protocol.ContentTypeConnectionID, rl.writeCID
+	}
+	hdr.ContentLen = uint16(len(payload))
+	raw, err := hdr.Marshal()
+	if err != nil {
+		return b, fmt.Errorf("dtls: sealing record: %w", err)
+	}
+	raw = append(raw, payload...)
+	pkt := &recordlayer.RecordLayer{Header: hdr}
 	out, err := ep.cipher.Encrypt(pkt, raw)
 	if err != nil {
 		return b, fmt.Errorf("dtls: sealing record: %w", err)

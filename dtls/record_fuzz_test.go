@@ -43,6 +43,32 @@ var updateRecordFuzzSeeds = flag.Bool("update-record-fuzz-seeds", false, "recapt
 // FuzzParseRecords checks that parseRecords never panics, that every record
 // it returns is the exact bytes it consumed, and that it stops only at a
 // record that really is malformed.
+// FuzzParseRecordsCID: records with connection IDs (RFC 9146) parse
+// without panics, keep inside the datagram, and carry a CID of exactly the
+// expected length.
+func FuzzParseRecordsCID(f *testing.F) {
+	cidRecord := append(marshalRecordHeader(nil, recordCID, versionDTLS12, 1, 7, 0)[:11], 1, 2, 3, 4, 0, 2, 0xaa, 0xbb)
+	f.Add(cidRecord, uint8(4))
+	f.Add(cat(cidRecord, plainRecord(recordAlert, 0, 1, []byte{2, 40})), uint8(4))
+	f.Add(cidRecord, uint8(0))
+	f.Fuzz(func(t *testing.T, d []byte, n uint8) {
+		recs, err := parseRecordsCID(d, int(n))
+		total := 0
+		for _, r := range recs {
+			if (r.contentType == recordCID) != (r.cid != nil) || (r.cid != nil && len(r.cid) != int(n)) {
+				t.Fatalf("record type %d with CID %x, want %d bytes", r.contentType, r.cid, n)
+			}
+			total += len(r.raw)
+		}
+		if total > len(d) || (err == nil && total != len(d)) {
+			t.Fatalf("records cover %d of %d bytes (err %v)", total, len(d), err)
+		}
+		if err != nil && !errors.Is(err, errDecode) {
+			t.Fatalf("error %v does not wrap errDecode", err)
+		}
+	})
+}
+
 func FuzzParseRecords(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(plainRecord(recordAlert, 0, 1, []byte{2, 40}))
@@ -397,7 +423,7 @@ func FuzzServerDatagram(f *testing.F) {
 
 		for st := fuzzAwaitKeyExchange; st <= fuzzEstablished; st++ {
 			c := env.serverConn(st)
-			c.handleDatagram(append([]byte(nil), d...))
+			c.handleDatagram(append([]byte(nil), d...), nil)
 			checkServerConn(t, c)
 			if st == fuzzAwaitKeyExchange {
 				// The handshake would install keys next; early records
@@ -501,7 +527,7 @@ func FuzzServerConnDatagrams(f *testing.F) {
 		defer c.closeTransport()
 		st := fuzzAwaitKeyExchange
 		for _, d := range splitDatagrams(data) {
-			c.handleDatagram(append([]byte(nil), d...))
+			c.handleDatagram(append([]byte(nil), d...), nil)
 			// Installing keys replays early records, which may complete
 			// more messages: pop until none is left.
 			for msgs := checkServerConn(t, c); len(msgs) > 0; msgs = checkServerConn(t, c) {

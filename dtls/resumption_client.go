@@ -101,6 +101,11 @@ func (hs *clientHandshakeState) buildHello() error {
 		}
 		hello.extensions = append(hello.extensions, extension{extSessionTicket, ticket})
 	}
+	if gen := c.cfg.ConnectionIDGenerator; gen != nil {
+		hs.localCID = gen()
+		hello.extensions = append(hello.extensions, extension{extConnectionID, marshalConnectionID(hs.localCID)})
+		c.rl.cidLen = len(hs.localCID) // the server's records may carry it before we read its ServerHello
+	}
 	if c.cfg.Resumption != nil {
 		offer := &negotiation.ClientOffer{Offered: c.cfg.Resumption}
 		if negotiation.Policy(c.cfg.Resumption).Allows(negotiation.ClientState) {

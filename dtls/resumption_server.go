@@ -35,6 +35,8 @@ type resumption struct {
 	// them and the handshake sends them.
 	serverHello *serverHelloMsg
 	reply       []outItem
+	// cid is the server's connection ID in that ServerHello (nil: none).
+	cid []byte
 }
 
 // errEMSDowngrade is RFC 7627 §5.3: a session made with the extended master
@@ -211,13 +213,14 @@ func (cfg *Config) stillAccepts(peer *ticketfmt.PeerIdentity) bool {
 // prepare builds the reply's ServerHello (with a fresh random) and, when
 // the ticket is due for renewal, the NewSessionTicket, numbered from the
 // ClientHello's message_seq.
-func (res *resumption) prepare(cfg *Config, ch *clientHelloInfo, helloSeq uint16) error {
+func (res *resumption) prepare(cfg *Config, ch *clientHelloInfo, helloSeq uint16, cid []byte) error {
 	random, err := newRandom()
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
 	st := res.state
-	sh := serverHelloFor(ch, random, cipherSuiteByID(st.CipherSuite), st.ExtendedMasterSecret, res.sessionID)
+	sh := serverHelloFor(ch, random, cipherSuiteByID(st.CipherSuite), st.ExtendedMasterSecret, res.sessionID, cid)
+	res.cid = cid
 	msgs := []handshakeMessage{sh}
 	if res.renew {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
@@ -296,7 +299,7 @@ func (cfg *Config) skipCookie(ctx context.Context, first *firstHello) bool {
 	if err != nil || res == nil {
 		return false
 	}
-	if err := res.prepare(cfg, first.info, first.msg.seq); err != nil {
+	if err := res.prepare(cfg, first.info, first.msg.seq, cfg.offerCID(first.info)); err != nil {
 		return false
 	}
 	first.res, first.resChecked = res, true
@@ -305,6 +308,15 @@ func (cfg *Config) skipCookie(ctx context.Context, first *firstHello) bool {
 	}
 	n, err := res.replySize(cfg)
 	return err == nil && float64(n) <= cfg.amplificationFactor()*float64(first.size)
+}
+
+// offerCID is a fresh server CID for a hello that offers the extension, or
+// nil.
+func (cfg *Config) offerCID(ch *clientHelloInfo) []byte {
+	if !ch.cidOffered || cfg.ConnectionIDGenerator == nil {
+		return nil
+	}
+	return cfg.ConnectionIDGenerator()
 }
 
 // issueTicket seals a session into a NewSessionTicket.
@@ -337,7 +349,7 @@ func (c *Conn) storeClientState(ctx context.Context, handle []byte, nst *newSess
 	if !ownsHandle(handle, &st.Peer) {
 		// The handle names another client: storing would take its
 		// resumption over. Refused whatever the store holds (fail closed).
-		c.cfg.logger().Warn("dtls: client_state handle names another client; not stored", "peer", c.raddr.String())
+		c.cfg.logger().Warn("dtls: client_state handle names another client; not stored", "peer", c.remote().String())
 		return
 	}
 	ttl := c.cfg.sessionLifetime()

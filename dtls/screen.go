@@ -72,7 +72,8 @@ func (c *Conn) awaitCookie(ctx context.Context) error {
 	for {
 		select {
 		case <-c.in.ready:
-			for d, ok := c.in.pop(); ok; d, ok = c.in.pop() {
+			for in, ok := c.in.pop(); ok; in, ok = c.in.pop() {
+				d := in.d
 				c.stats.datagramsReceived.Add(1)
 				c.stats.bytesReceived.Add(int64(len(d)))
 				hello, msg, cookieOK := screenClientHello(d, c.raddr.String(), jar)

@@ -439,3 +439,18 @@ func TestDialWrongPSKNamesTheLikelyCause(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestListenDialWithConnectionIDs: --cid on both ends negotiates RFC 9146
+// connection IDs; a bad length is a usage error.
+func TestListenDialWithConnectionIDs(t *testing.T) {
+	_, addr := startListen(t, "--cid", "8")
+	for _, cid := range []string{"0", "4"} {
+		code, stdout, stderr := runCmd("dial", "--addr", addr, "--psk", demoPSKIdentity+":"+demoPSKHex, "--cid", cid, "--message", "cid "+cid)
+		if code != 0 || stdout != "cid "+cid+"\n" {
+			t.Fatalf("--cid %s: exit %d, stdout %q, stderr %q", cid, code, stdout, stderr)
+		}
+	}
+	if code, _, stderr := runCmd("dial", "--addr", addr, "--psk", demoPSKIdentity+":"+demoPSKHex, "--cid", "256", "--message", "x"); code != 2 || !strings.Contains(stderr, "--cid 256") {
+		t.Fatalf("--cid 256: exit %d, stderr %q", code, stderr)
+	}
+}

@@ -36,7 +36,7 @@ type securityFlags struct {
 	insecure, allowShortPSK                      bool
 	resumption, clientStateKey, keyLog           string
 	storeSpec, storeKey, metricsAddr             string
-	mtu                                          int
+	mtu, cid                                     int
 	retransmit, timeout                          time.Duration
 	limits                                       limitFlags
 }
@@ -89,6 +89,7 @@ func (s *securityFlags) registerSecurity(fs *flag.FlagSet, client bool) {
 	fs.StringVar(&s.psk, "psk", "", "pre-shared key as IDENTITY:HEXKEY")
 	fs.StringVar(&s.suites, "suites", "", "comma-separated cipher suites (OpenSSL or IANA names); default all that the credentials allow")
 	fs.IntVar(&s.mtu, "mtu", 0, "largest UDP payload to send (default 1232)")
+	fs.IntVar(&s.cid, "cid", -1, "negotiate RFC 9146 connection IDs, asking for a CID of N bytes (0: send the peer's but need none; default: no CIDs)")
 	fs.DurationVar(&s.retransmit, "retransmit", 0, "initial retransmission timer (default 1s; RFC 7925 suggests 9s)")
 	if client {
 		fs.StringVar(&s.ca, "ca", "", "PEM file of CA certificates that verify the server")
@@ -146,6 +147,14 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 	}
 	if err := s.openKeyLog(cfg); err != nil {
 		return nil, err
+	}
+	switch {
+	case s.cid > 255:
+		return nil, usagef("--cid %d: at most 255", s.cid)
+	case s.cid == 0:
+		cfg.ConnectionIDGenerator = dtls.OnlySendCIDGenerator()
+	case s.cid > 0:
+		cfg.ConnectionIDGenerator = dtls.RandomCIDGenerator(s.cid)
 	}
 	if s.suites != "" {
 		ids, err := dtls.ParseCipherSuites(s.suites)

@@ -86,6 +86,11 @@ type Config struct {
 	// reads datagrams its own way. It may return its argument; calls follow
 	// Filter's rules.
 	Rewrite func(dir Direction, datagram []byte) []byte
+	// Rebind, if not nil, is asked before the client's nth datagram
+	// (counting from 0) is relayed; true moves the client's flow to a new
+	// upstream socket, so the server sees a new source port, as after a
+	// NAT rebinding. Replies to the old port are lost.
+	Rebind func(n int) bool
 }
 
 // DirStats counts one direction's datagrams.
@@ -149,7 +154,8 @@ type dirState struct {
 // flow is one client address with its own socket towards the server.
 type flow struct {
 	client netip.AddrPort
-	up     *net.UDPConn
+	up     *net.UDPConn // guarded by Proxy.mu
+	sent   int          // client datagrams relayed, for Rebind
 }
 
 type heldDatagram struct {
@@ -287,8 +293,9 @@ func (p *Proxy) clientLoop() {
 		if f == nil {
 			return // closed
 		}
+		up := p.upstream(f)
 		p.handle(ToServer, buf[:n], func(b []byte) error {
-			_, err := f.up.WriteToUDPAddrPort(b, p.server)
+			_, err := up.WriteToUDPAddrPort(b, p.server)
 			return err
 		})
 	}
@@ -312,16 +319,37 @@ func (p *Proxy) flowFor(client netip.AddrPort) (*flow, error) {
 	f := &flow{client: client, up: up}
 	p.flows[client] = f
 	p.wg.Add(1)
-	go p.serverLoop(f)
+	go p.serverLoop(f, up)
 	return f, nil
 }
 
-// serverLoop reads one flow's upstream socket.
-func (p *Proxy) serverLoop(f *flow) {
+// upstream returns the socket the flow's next datagram goes out on, moving
+// the flow to a new one when Rebind says so.
+func (p *Proxy) upstream(f *flow) *net.UDPConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := f.sent
+	f.sent++
+	if p.cfg.Rebind == nil || p.closed || !p.cfg.Rebind(n) {
+		return f.up
+	}
+	up, err := net.ListenUDP("udp", p.upLocal)
+	if err != nil {
+		return f.up
+	}
+	f.up.Close()
+	f.up = up
+	p.wg.Add(1)
+	go p.serverLoop(f, up)
+	return up
+}
+
+// serverLoop reads one of a flow's upstream sockets until it is closed.
+func (p *Proxy) serverLoop(f *flow, up *net.UDPConn) {
 	defer p.wg.Done()
 	buf := make([]byte, maxDatagram)
 	for {
-		n, from, err := f.up.ReadFromUDPAddrPort(buf)
+		n, from, err := up.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || p.isClosed() {
 				return
