@@ -454,3 +454,29 @@ func TestListenDialWithConnectionIDs(t *testing.T) {
 		t.Fatalf("--cid 256: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestDialStreamsStdinLines: without --message, dial sends each stdin line
+// as it is read and prints each reply as it comes, so one session can be
+// driven interactively: the second line is written only after the first
+// reply was seen.
+func TestDialStreamsStdinLines(t *testing.T) {
+	_, addr := startListen(t, "--cid", "4")
+	p := peers.Start(t, binary, "dial", "--addr", addr, "--psk", demoPSKIdentity+":"+demoPSKHex, "--cid", "0", "-v")
+	for _, line := range []string{"first line", "second line", "third line"} {
+		if err := p.WriteStdin(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitFor(line+"\n", 5*time.Second); err != nil {
+			t.Fatalf("no reply to %q: %v", line, err)
+		}
+	}
+	if err := p.CloseStdin(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(5 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
+	}
+	if out := p.Output(); !strings.Contains(out, "resumed=false") || strings.Count(out, "handshake=") != 1 {
+		t.Fatalf("one session expected:\n%s", out)
+	}
+}
