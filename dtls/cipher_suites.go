@@ -2,6 +2,7 @@ package dtls
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -115,12 +116,27 @@ func knownSuiteNames() string {
 
 // keyBlock derives the record keys of a session (RFC 5246 §6.3) and builds
 // the epoch-1 cipher for this side.
-func (s *cipherSuite) newCipher(masterSecret, clientRandom, serverRandom []byte, isClient bool) (recordCipher, error) {
+func (s *cipherSuite) newCipher(masterSecret, clientRandom, serverRandom []byte, isClient bool) (recordCipher, []byte, error) {
 	keys, err := prf.GenerateEncryptionKeys(masterSecret, clientRandom, serverRandom, 0, 16, 4, sha256.New)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	localKey, localIV, remoteKey, remoteIV := keys.ClientWriteKey, keys.ClientWriteIV, keys.ServerWriteKey, keys.ServerWriteIV
+	block := make([]byte, 0, keyBlockLen)
+	block = append(append(append(append(block, keys.ClientWriteKey...), keys.ServerWriteKey...), keys.ClientWriteIV...), keys.ServerWriteIV...)
+	rc, err := s.cipherFromKeys(block, isClient)
+	return rc, block, err
+}
+
+// keyBlockLen is the key material of every suite here: client and server
+// write keys (16 bytes each) and IVs (4 bytes each), in that order.
+const keyBlockLen = 2*16 + 2*4
+
+// cipherFromKeys builds the record cipher from a key block.
+func (s *cipherSuite) cipherFromKeys(block []byte, isClient bool) (recordCipher, error) {
+	if len(block) != keyBlockLen {
+		return nil, errors.New("dtls: key block of the wrong length")
+	}
+	localKey, remoteKey, localIV, remoteIV := block[:16], block[16:32], block[32:36], block[36:40]
 	if !isClient {
 		localKey, localIV, remoteKey, remoteIV = remoteKey, remoteIV, localKey, localIV
 	}

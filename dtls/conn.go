@@ -118,7 +118,14 @@ type Conn struct {
 	// reserveCID, set by a Listener, claims a CID of ours for routing;
 	// false means another connection holds it.
 	reserveCID func(cid []byte) bool
-	cidKey     string // the CID reserveCID claimed; guarded by the Listener's mutex
+	// keyBlock and suite are the epoch-1 key material and its suite, kept
+	// so that a server can save the connection for a graceful restart
+	// (docs/decisions.md 49). saved marks one that was, which must not
+	// send again from this process.
+	keyBlock []byte
+	suite    *cipherSuite
+	saved    atomic.Bool
+	cidKey   string // the CID reserveCID claimed; guarded by the Listener's mutex
 
 	// unverified is set on a server connection whose peer has not shown it
 	// is reachable at its address (no cookie); until an authenticated
@@ -252,6 +259,11 @@ func (c *Conn) fitsAmplificationBound(items []outItem) bool {
 }
 
 func (c *Conn) writeDatagram(b []byte) error {
+	if c.saved.Load() {
+		// Saved for a restart: its sequence numbers belong to the copy
+		// that will be restored.
+		return net.ErrClosed
+	}
 	if c.unverified.Load() {
 		// Until the address is verified, everything we send it stays
 		// within AmplificationFactor times what it sent us, our
@@ -652,7 +664,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 
 // Close sends close_notify and releases the connection.
 func (c *Conn) Close() error {
-	if c.hsDone.Load() && c.hsErr == nil {
+	if c.hsDone.Load() && c.hsErr == nil && !c.saved.Load() {
 		_ = c.sendAlert(alertLevelWarning, alertCloseNotify)
 	}
 	c.closeTransport()

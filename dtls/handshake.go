@@ -280,10 +280,11 @@ func (c *Conn) readPeerFinished(ctx context.Context, ms []byte) error {
 
 // setSessionKeys derives the record keys and installs them for epoch 1.
 func (c *Conn) setSessionKeys(s *cipherSuite, ms []byte, clientRandom, serverRandom [32]byte) error {
-	rc, err := s.newCipher(ms, clientRandom[:], serverRandom[:], c.isClient)
+	rc, block, err := s.newCipher(ms, clientRandom[:], serverRandom[:], c.isClient)
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
+	c.keyBlock, c.suite = block, s
 	c.cfg.writeKeyLog(clientRandom, ms)
 	c.installKeys(rc, s.overhead)
 	return nil

@@ -60,7 +60,21 @@ func newTestCert(t testing.TB) testCert {
 // startEchoServer runs a Listener that echoes every datagram.
 func startEchoServer(t testing.TB, cfg *Config) *Listener {
 	t.Helper()
-	l, err := Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, cfg)
+	return startEchoServerAt(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, cfg)
+}
+
+// startEchoServerAt is startEchoServer on a given address, which a previous
+// Listener may have had a moment ago.
+func startEchoServerAt(t testing.TB, addr *net.UDPAddr, cfg *Config) *Listener {
+	t.Helper()
+	var l *Listener
+	var err error
+	for i := 0; i < 50; i++ {
+		if l, err = Listen("udp", addr, cfg); err == nil || addr.Port == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

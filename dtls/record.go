@@ -146,6 +146,9 @@ type recordLayer struct {
 	// DTLSInnerPlaintext we send.
 	writeCID, readCID []byte
 	cidPadding        int
+	// readFloor is the first epoch-1 sequence number a restored connection
+	// accepts: records from before the restart are replays.
+	readFloor uint64
 	// cidLen is the length of the CID in the records we receive, known as
 	// soon as we offer ours (a client's records may come before the
 	// ServerHello that accepts it is processed).
@@ -192,6 +195,9 @@ func (rl *recordLayer) open(r *record) error {
 		// stall the handshake. Handshake messages are deduplicated by
 		// message_seq instead, and epoch 0 carries no application data.
 		return nil
+	}
+	if r.seq < rl.readFloor {
+		return errReplay
 	}
 	accept, ok := ep.replay.Check(r.seq)
 	if !ok {

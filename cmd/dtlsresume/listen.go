@@ -11,7 +11,9 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
@@ -28,14 +30,15 @@ func cmdListen(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		l.Close()
-	}()
 	for {
 		c, err := l.AcceptWithContext(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if ctx.Err() != nil {
+				// SIGTERM: hand the connections on before closing.
+				saveConnections(l, logger, stdout)
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return err
@@ -122,7 +125,41 @@ func startServer(name, addr string, args []string, stdout, stderr io.Writer) (*d
 		cleanup()
 		return nil, nil, nil, nil, err
 	}
+	if st := sec.restartStore; st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := l.RestoreConnections(ctx, st)
+		cancel()
+		if err != nil {
+			logger.Warn("restoring saved connections", "err", err)
+		}
+		if n > 0 {
+			fmt.Fprintf(stdout, "restored %d connections saved by the previous process\n", n)
+		}
+		restartStores.Store(l, st)
+	}
 	return l, cfg, logger, cleanup, nil
+}
+
+// restartStores remembers, per listener, where saveConnections saves.
+var restartStores sync.Map
+
+// saveConnections saves l's established connections for the next process
+// on the same address, when its store persists (docs/decisions.md 49); call
+// it on SIGTERM before closing l.
+func saveConnections(l *dtls.Listener, logger *slog.Logger, stdout io.Writer) {
+	v, ok := restartStores.Load(l)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	n, err := l.SaveConnections(ctx, v.(dtls.SessionStore))
+	if err != nil {
+		logger.Warn("saving connections for the next process", "err", err)
+		return
+	}
+	fmt.Fprintf(stdout, "saved %d connections for the next process in %v\n", n, time.Since(start).Round(time.Millisecond))
 }
 
 // demoCredentials gives a server started without --psk or --cert the demo

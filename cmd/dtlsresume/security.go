@@ -37,8 +37,11 @@ type securityFlags struct {
 	resumption, clientStateKey, keyLog           string
 	storeSpec, storeKey, metricsAddr             string
 	mtu, cid                                     int
-	retransmit, timeout                          time.Duration
-	limits                                       limitFlags
+	// restartStore is where a server saves its connections on SIGTERM and
+	// loads them at start: the persistent session store, nil for memory.
+	restartStore        dtls.SessionStore
+	retransmit, timeout time.Duration
+	limits              limitFlags
 }
 
 // limitFlags are a server's per-peer resource limits (dtls.Config's Max…
@@ -250,6 +253,9 @@ func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdou
 	st, ring, closeStore, err := openStore(s.storeSpec, key, logger)
 	if err != nil {
 		return nil, err
+	}
+	if storeBackendName(s.storeSpec) != "memory" {
+		s.restartStore = st
 	}
 	m := metrics.New(nil)
 	policy := negotiation.Policy(cfg.Resumption)

@@ -32,6 +32,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	go func() {
 		<-ctx.Done()
+		saveConnections(l, logger, stdout)
 		srv.Stop()
 	}()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
