@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/dtlsresume/dtlsresume/coapclient"
 	"github.com/dtlsresume/dtlsresume/dtls"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/negotiation"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
 // TestListenGracefulRestart: a client holds a connection with a connection
@@ -85,4 +88,43 @@ func TestListenGracefulRestart(t *testing.T) {
 			srv.Stop()
 		})
 	}
+}
+
+// TestServeGracefulRestart: a CoAP client on a connection with a CID keeps
+// it across a SIGTERM restart of serve: its next request is answered
+// without a handshake.
+func TestServeGracefulRestart(t *testing.T) {
+	addr := freeUDPAddr(t)
+	args := []string{"--cid", "8", "--store", "file:" + filepath.Join(t.TempDir(), "store"), "--store-key", testStoreKeyHex}
+	srv := startServeAt(t, addr, args...)
+	cfg := &dtls.Config{
+		PSK:                   func([]byte) ([]byte, error) { return []byte("secretPSK-dtlsresume"), nil },
+		PSKIdentityHint:       []byte(demoPSKIdentity),
+		ConnectionIDGenerator: dtls.OnlySendCIDGenerator(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := coapclient.Dial(ctx, addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	get := func(stage string) {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		resp, err := client.Get(rctx, "/time")
+		if err != nil || resp.Code != codes.Content {
+			t.Fatalf("GET /time %s: %+v %v", stage, resp, err)
+		}
+	}
+	get("before the restart")
+	srv.Stop()
+	if err := srv.WaitFor("saved 1 connections", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServeAt(t, addr, args...)
+	if err := srv.WaitFor("restored 1 connections", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	get("after the restart")
 }
