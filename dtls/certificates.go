@@ -1,15 +1,13 @@
 package dtls
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"errors"
 	"fmt"
 )
 
 // verifyPeerCertificates checks the peer's chain: its leaf must be an ECDSA
-// P-256 key; a client verifies the server against RootCAs and the expected
+// P-256 or P-384 key; a client verifies the server against RootCAs and the expected
 // name unless InsecureSkipVerify; a server applies ClientAuth against
 // ClientCAs. VerifyPeerCertificate runs last on both sides.
 func (c *Conn) verifyPeerCertificates(raw [][]byte) ([]*x509.Certificate, error) {
@@ -31,8 +29,8 @@ func (c *Conn) verifyPeerCertificates(raw [][]byte) ([]*x509.Certificate, error)
 		}
 		certs[i] = cert
 	}
-	if pub, ok := certs[0].PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
-		return nil, localAlert(alertUnsupportedCertificate, fmt.Errorf("Certificate: %s key is not ECDSA P-256", peer))
+	if _, _, ok := ecdsaScheme(certs[0].PublicKey); !ok {
+		return nil, localAlert(alertUnsupportedCertificate, fmt.Errorf("Certificate: %s key is not ECDSA P-256 or P-384", peer))
 	}
 	opts := x509.VerifyOptions{CurrentTime: c.cfg.now(), Intermediates: x509.NewCertPool()}
 	verify := false

@@ -24,9 +24,10 @@ type clientHelloInfo struct {
 	// pointFormats: the client sent ec_point_formats, which the server
 	// then answers in an ECDHE ServerHello.
 	pointFormats bool
-	// ecdheP256 says the client can do ECDHE-ECDSA on P-256 with SHA-256
-	// and uncompressed points, the only ECDHE this engine speaks.
-	ecdheP256  bool
+	// groups and sigSchemes are the client's ECDHE groups (in its order;
+	// none without uncompressed points) and signature schemes.
+	groups     []CurveID
+	sigSchemes []uint16
 	serverName string
 	// cid is the client's connection_id (RFC 9146); cidOffered says it
 	// sent the extension (an empty cid: it needs none).
@@ -98,18 +99,20 @@ func (ch *clientHelloInfo) checkVersionAndRenegotiation() error {
 }
 
 // readECDHEExtensions reads supported_groups, signature_algorithms and
-// ec_point_formats into ecdheP256 and pointFormats.
+// ec_point_formats into groups, sigSchemes and pointFormats.
 func (ch *clientHelloInfo) readECDHEExtensions() error {
 	h := ch.hello
-	p256, sha256ECDSA := true, true
+	// Without the extensions a client is taken to offer P-256 with
+	// SHA-256 (RFC 8422 §4, RFC 5246 §7.4.1.4.1 as RFC 7925 profiles it).
+	ch.groups, ch.sigSchemes = []CurveID{CurveP256}, []uint16{sigECDSAWithP256SHA256}
 	if v, ok := findExtension(h.extensions, extSupportedGroups); ok {
 		groups, err := parseSupportedGroups(v)
 		if err != nil {
 			return err
 		}
-		p256 = false
+		ch.groups = ch.groups[:0]
 		for _, g := range groups {
-			p256 = p256 || g == groupP256
+			ch.groups = append(ch.groups, CurveID(g))
 		}
 	}
 	if v, ok := findExtension(h.extensions, extSignatureAlgorithms); ok {
@@ -117,10 +120,7 @@ func (ch *clientHelloInfo) readECDHEExtensions() error {
 		if err != nil {
 			return err
 		}
-		sha256ECDSA = false
-		for _, a := range algs {
-			sha256ECDSA = sha256ECDSA || a == sigECDSAWithP256SHA256
-		}
+		ch.sigSchemes = algs
 	}
 	if v, ok := findExtension(h.extensions, extECPointFormats); ok {
 		formats, err := parseECPointFormats(v)
@@ -128,14 +128,22 @@ func (ch *clientHelloInfo) readECDHEExtensions() error {
 			return err
 		}
 		ch.pointFormats = true
-		uncompressed := false
-		for _, f := range formats {
-			uncompressed = uncompressed || f == 0
+		if !offered(formats, 0) {
+			ch.groups = nil // uncompressed points only
 		}
-		p256 = p256 && uncompressed
 	}
-	ch.ecdheP256 = p256 && sha256ECDSA
 	return nil
+}
+
+// curve is the ECDHE group for this client: the first of its groups that
+// cfg accepts; 0 when none.
+func (ch *clientHelloInfo) curve(cfg *Config) CurveID {
+	for _, g := range ch.groups {
+		if offered(cfg.curves(), g) {
+			return g
+		}
+	}
+	return 0
 }
 
 // asksToResume reports a hello that offers a ticket, a session ID or a

@@ -46,7 +46,7 @@ const (
 // Config configures a client or server. A Config may be shared by many
 // connections and must not be modified after first use.
 type Config struct {
-	// Certificates are the ECDSA P-256 certificate chains this side may
+	// Certificates are the ECDSA (P-256 or P-384) certificate chains this side may
 	// present. A server with neither Certificates nor PSK gets a self-signed
 	// certificate generated at start.
 	Certificates []tls.Certificate
@@ -54,6 +54,10 @@ type Config struct {
 	// CipherSuites in preference order; nil means all implemented suites
 	// that the credentials allow.
 	CipherSuites []CipherSuiteID
+	// CurvePreferences are the ECDHE groups, in the order a client offers
+	// them; a server takes the first of the client's it has here. Default
+	// P-256, X25519, P-384.
+	CurvePreferences []CurveID
 
 	// PSK returns the pre-shared key (see PSKCallback).
 	PSK PSKCallback
@@ -423,6 +427,11 @@ func (c *Config) validate(isClient bool) error {
 	for _, id := range c.CipherSuites {
 		if cipherSuiteByID(uint16(id)) == nil {
 			return errors.New("dtls: Config.CipherSuites names an unimplemented suite " + id.String())
+		}
+	}
+	for _, g := range c.CurvePreferences {
+		if _, ok := pionCurve(g); !ok {
+			return errors.New("dtls: Config.CurvePreferences names an unimplemented group " + g.String())
 		}
 	}
 	if len(c.suites(isClient)) == 0 {

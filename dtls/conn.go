@@ -18,6 +18,7 @@ import (
 // ConnectionState describes an established connection.
 type ConnectionState struct {
 	CipherSuite          CipherSuiteID
+	Curve                CurveID // the ECDHE group of a full ECDHE handshake; 0 otherwise
 	PeerCertificates     []*x509.Certificate
 	PSKIdentity          []byte // the identity the client used (PSK suites); after a failure, the one it claimed
 	PSKIdentityHint      []byte // the hint the server sent, if any

@@ -3,9 +3,6 @@ package dtls
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -18,8 +15,6 @@ import (
 )
 
 const (
-	groupP256              uint16 = 23
-	sigECDSAWithP256SHA256 uint16 = 0x0403
 	// maxHelloVerifyRequests bounds how often a server may send us back for a
 	// new cookie in one handshake.
 	maxHelloVerifyRequests = 4
@@ -334,11 +329,13 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 			return err
 		}
 	case kxECDHE:
-		kp, err := pionelliptic.GenerateKeypair(pionelliptic.P256)
+		curve, _ := pionCurve(CurveID(hs.ske.namedCurve)) // checked in verifyServerKeyExchange
+		c.state.Curve = CurveID(hs.ske.namedCurve)
+		kp, err := pionelliptic.GenerateKeypair(curve)
 		if err != nil {
 			return localAlert(alertInternalError, err)
 		}
-		if preMaster, err = prf.PreMasterSecret(hs.ske.publicKey, kp.PrivateKey, pionelliptic.P256); err != nil {
+		if preMaster, err = prf.PreMasterSecret(hs.ske.publicKey, kp.PrivateKey, curve); err != nil {
 			return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: public key: %w", err))
 		}
 		c.state.PeerCertificates = hs.serverCerts
@@ -352,12 +349,11 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 	}
 	hs.masterSecret = ms
 	if signer != nil {
-		digest := sha256.Sum256(hs.transcript)
-		sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+		scheme, sig, err := ecdsaSign(signer, hs.certReq.signatureAlgorithms, hs.transcript)
 		if err != nil {
 			return localAlert(alertInternalError, fmt.Errorf("CertificateVerify: %w", err))
 		}
-		if err := fl.add(&certificateVerifyMsg{sigAlg: sigECDSAWithP256SHA256, signature: sig}, 0); err != nil {
+		if err := fl.add(&certificateVerifyMsg{sigAlg: scheme, signature: sig}, 0); err != nil {
 			return err
 		}
 	}
@@ -477,18 +473,13 @@ func (c *Conn) expectedServerName() string {
 // verifyServerKeyExchange checks the ECDHE parameters' signature:
 // digitally-signed struct { client_random, server_random, ServerECDHParams }.
 func verifyServerKeyExchange(leaf *x509.Certificate, hs *clientHandshakeState, ske *serverKeyExchangeECDHEMsg) error {
-	if ske.namedCurve != groupP256 {
+	if !offered(hs.c.cfg.curves(), CurveID(ske.namedCurve)) {
 		return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: named_curve %d was not offered", ske.namedCurve))
 	}
-	if ske.sigAlg != sigECDSAWithP256SHA256 {
+	if !offered(ecdsaSchemes, ske.sigAlg) {
 		return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: signature algorithm %#04x was not offered", ske.sigAlg))
 	}
-	h := sha256.New()
-	h.Write(hs.hello.random[:])
-	h.Write(hs.serverHello.random[:])
-	h.Write(ske.params())
-	pub := leaf.PublicKey.(*ecdsa.PublicKey)
-	if !ecdsa.VerifyASN1(pub, h.Sum(nil), ske.signature) {
+	if !ecdsaVerify(leaf.PublicKey, ske.sigAlg, ske.signature, hs.hello.random[:], hs.serverHello.random[:], ske.params()) {
 		return localAlert(alertDecryptError, errors.New("ServerKeyExchange: signature does not verify"))
 	}
 	return nil

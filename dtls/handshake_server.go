@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -38,6 +36,7 @@ type serverHandshakeState struct {
 	// A full handshake's choices and what flight 5 brought.
 	mech         negotiation.Type // the resumption mechanism it sets up
 	sessionID    []byte
+	curve        CurveID // the ECDHE group
 	keyPair      *pionelliptic.Keypair
 	clientCerts  []*x509.Certificate
 	clientTicket *newSessionTicketMsg
@@ -214,12 +213,21 @@ func (hs *serverHandshakeState) selectSuite() error {
 	if ch.suiteErr != nil {
 		return ch.suiteErr
 	}
-	for _, s := range c.cfg.suites(false) {
-		offered := false
-		for _, id := range hs.hello.cipherSuites {
-			offered = offered || id == uint16(s.id)
+	// ECDHE needs a group both sides have and a signature scheme of our
+	// certificate the client accepts.
+	hs.curve = ch.curve(c.cfg)
+	certScheme := uint16(0)
+	if len(c.cfg.Certificates) > 0 {
+		if signer, ok := c.cfg.Certificates[0].PrivateKey.(crypto.Signer); ok {
+			certScheme, _, _ = ecdsaScheme(signer.Public())
 		}
-		if !offered || (s.kx == kxECDHE && !ch.ecdheP256) {
+	}
+	// RFC 8422 §5.1: supported_groups also names the curves the client
+	// verifies ECDSA signatures on, so the certificate's must be there.
+	ecdhe := hs.curve != 0 && certScheme != 0 && (offered(ch.sigSchemes, sigECDSAWithP256SHA256) || offered(ch.sigSchemes, sigECDSAWithP384SHA384)) &&
+		offered(ch.groups, schemeCurve(certScheme))
+	for _, s := range c.cfg.suites(false) {
+		if !offered(hs.hello.cipherSuites, uint16(s.id)) || (s.kx == kxECDHE && !ecdhe) {
 			continue
 		}
 		hs.suite = s
@@ -282,23 +290,21 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 		if err := fl.add(&certificateMsg{certificates: hs.cert.chain}, 0); err != nil {
 			return err
 		}
+		curve, _ := pionCurve(hs.curve)
 		var err error
-		if hs.keyPair, err = pionelliptic.GenerateKeypair(pionelliptic.P256); err != nil {
+		if hs.keyPair, err = pionelliptic.GenerateKeypair(curve); err != nil {
 			return localAlert(alertInternalError, err)
 		}
-		ske := &serverKeyExchangeECDHEMsg{namedCurve: groupP256, publicKey: hs.keyPair.PublicKey, sigAlg: sigECDSAWithP256SHA256}
-		h := sha256.New()
-		h.Write(hs.hello.random[:])
-		h.Write(hs.random[:])
-		h.Write(ske.params())
-		if ske.signature, err = hs.cert.signer.Sign(rand.Reader, h.Sum(nil), crypto.SHA256); err != nil {
+		ske := &serverKeyExchangeECDHEMsg{namedCurve: uint16(hs.curve), publicKey: hs.keyPair.PublicKey}
+		c.state.Curve = hs.curve
+		if ske.sigAlg, ske.signature, err = ecdsaSign(hs.cert.signer, hs.ch.sigSchemes, hs.hello.random[:], hs.random[:], ske.params()); err != nil {
 			return localAlert(alertInternalError, fmt.Errorf("ServerKeyExchange: signing: %w", err))
 		}
 		if err := fl.add(ske, 0); err != nil {
 			return err
 		}
 		if c.cfg.ClientAuth != NoClientCert {
-			req := &certificateRequestMsg{certificateTypes: []uint8{64}, signatureAlgorithms: []uint16{sigECDSAWithP256SHA256}}
+			req := &certificateRequestMsg{certificateTypes: []uint8{64}, signatureAlgorithms: ecdsaSchemes}
 			if err := fl.add(req, 0); err != nil {
 				return err
 			}
@@ -365,7 +371,8 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if preMaster, err = prf.PreMasterSecret(cke.publicKey, hs.keyPair.PrivateKey, pionelliptic.P256); err != nil {
+		curve, _ := pionCurve(hs.curve)
+		if preMaster, err = prf.PreMasterSecret(cke.publicKey, hs.keyPair.PrivateKey, curve); err != nil {
 			return localAlert(alertIllegalParameter, fmt.Errorf("ClientKeyExchange: public key: %w", err))
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
@@ -384,9 +391,7 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		digest := sha256.Sum256(hs.transcript)
-		pub, _ := hs.clientCerts[0].PublicKey.(*ecdsa.PublicKey)
-		if cv.sigAlg != sigECDSAWithP256SHA256 || pub == nil || !ecdsa.VerifyASN1(pub, digest[:], cv.signature) {
+		if !offered(ecdsaSchemes, cv.sigAlg) || !ecdsaVerify(hs.clientCerts[0].PublicKey, cv.sigAlg, cv.signature, hs.transcript) {
 			return localAlert(alertDecryptError, errors.New("CertificateVerify: signature does not verify"))
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)

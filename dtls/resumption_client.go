@@ -83,9 +83,9 @@ func (hs *clientHandshakeState) buildHello() error {
 	}
 	if ecdhe {
 		hello.extensions = append(hello.extensions,
-			extension{extSupportedGroups, marshalSupportedGroups([]uint16{groupP256})},
+			extension{extSupportedGroups, marshalSupportedGroups(c.cfg.curveCodes())},
 			extension{extECPointFormats, marshalECPointFormats([]uint8{0})},
-			extension{extSignatureAlgorithms, marshalSignatureAlgorithms([]uint16{sigECDSAWithP256SHA256})})
+			extension{extSignatureAlgorithms, marshalSignatureAlgorithms(ecdsaSchemes)})
 	}
 	if c.cfg.ExtendedMasterSecret != DisableExtendedMasterSecret {
 		hello.extensions = append(hello.extensions, extension{extExtendedMasterSecret, nil})

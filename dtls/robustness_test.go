@@ -1503,7 +1503,7 @@ func TestClientRejectsECDHEServerFlight(t *testing.T) {
 			if err != nil {
 				e.t.Fatal(err)
 			}
-			ske := &serverKeyExchangeECDHEMsg{namedCurve: groupP256, publicKey: kp.PublicKey, sigAlg: sigECDSAWithP256SHA256}
+			ske := &serverKeyExchangeECDHEMsg{namedCurve: uint16(CurveP256), publicKey: kp.PublicKey, sigAlg: sigECDSAWithP256SHA256}
 			if mutate != nil {
 				mutate(ske)
 			}

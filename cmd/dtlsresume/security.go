@@ -110,7 +110,7 @@ func (s *securityFlags) registerSecurity(fs *flag.FlagSet, client bool) {
 		fs.BoolVar(&s.allowShortPSK, "allow-short-psk", false, "derive the client_state key from a PSK shorter than 16 bytes (its handle lets an eavesdropper test guesses of it offline)")
 	}
 	fs.StringVar(&s.keyLog, "keylog", "", "append each connection's master secret to FILE in the NSS key log format, for Wireshark (default $SSLKEYLOGFILE; debugging only)")
-	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256)")
+	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256 or P-384)")
 	fs.StringVar(&s.key, "key", "", "PEM private key for --cert")
 }
 
@@ -136,8 +136,8 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 		return tls.Certificate{}, usagef("loading --cert %s / --key %s: %v", certFile, keyFile, err)
 	}
 	k, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
-	if !ok || k.Curve != elliptic.P256() {
-		return tls.Certificate{}, usagef("--key %s: want an ECDSA P-256 key", keyFile)
+	if !ok || (k.Curve != elliptic.P256() && k.Curve != elliptic.P384()) {
+		return tls.Certificate{}, usagef("--key %s: want an ECDSA P-256 or P-384 key", keyFile)
 	}
 	return cert, nil
 }
