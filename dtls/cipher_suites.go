@@ -14,12 +14,15 @@ import (
 type CipherSuiteID uint16
 
 // The cipher suites this engine implements: RFC 7925's mandatory CCM-8
-// suites first, then AES-128-GCM for interoperability.
+// suites first, then AES-128-GCM and AES-128-CCM (16-byte tag, RFC 6655 and
+// RFC 7251) for interoperability.
 const (
 	TLS_PSK_WITH_AES_128_CCM_8              CipherSuiteID = 0xC0A8 //nolint:revive
 	TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8      CipherSuiteID = 0xC0AE //nolint:revive
 	TLS_PSK_WITH_AES_128_GCM_SHA256         CipherSuiteID = 0x00A8 //nolint:revive
 	TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 CipherSuiteID = 0xC02B //nolint:revive
+	TLS_PSK_WITH_AES_128_CCM                CipherSuiteID = 0xC0A4 //nolint:revive
+	TLS_ECDHE_ECDSA_WITH_AES_128_CCM        CipherSuiteID = 0xC0AC //nolint:revive
 )
 
 // scsvRenegotiation is TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746).
@@ -32,20 +35,31 @@ const (
 	kxECDHE
 )
 
+// recordAEAD is the record protection of a suite.
+type recordAEAD uint8
+
+const (
+	aeadCCM8 recordAEAD = iota
+	aeadGCM
+	aeadCCM // 16-byte tag
+)
+
 type cipherSuite struct {
 	id       CipherSuiteID
 	name     string // IANA
 	openssl  string
 	kx       keyExchange
-	ccm8     bool // else GCM
-	overhead int  // explicit nonce + tag
+	aead     recordAEAD
+	overhead int // explicit nonce + tag
 }
 
 var cipherSuites = []*cipherSuite{
-	{TLS_PSK_WITH_AES_128_CCM_8, "TLS_PSK_WITH_AES_128_CCM_8", "PSK-AES128-CCM8", kxPSK, true, 8 + 8},
-	{TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", "ECDHE-ECDSA-AES128-CCM8", kxECDHE, true, 8 + 8},
-	{TLS_PSK_WITH_AES_128_GCM_SHA256, "TLS_PSK_WITH_AES_128_GCM_SHA256", "PSK-AES128-GCM-SHA256", kxPSK, false, 8 + 16},
-	{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256", kxECDHE, false, 8 + 16},
+	{TLS_PSK_WITH_AES_128_CCM_8, "TLS_PSK_WITH_AES_128_CCM_8", "PSK-AES128-CCM8", kxPSK, aeadCCM8, 8 + 8},
+	{TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8", "ECDHE-ECDSA-AES128-CCM8", kxECDHE, aeadCCM8, 8 + 8},
+	{TLS_PSK_WITH_AES_128_GCM_SHA256, "TLS_PSK_WITH_AES_128_GCM_SHA256", "PSK-AES128-GCM-SHA256", kxPSK, aeadGCM, 8 + 16},
+	{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256", kxECDHE, aeadGCM, 8 + 16},
+	{TLS_PSK_WITH_AES_128_CCM, "TLS_PSK_WITH_AES_128_CCM", "PSK-AES128-CCM", kxPSK, aeadCCM, 8 + 16},
+	{TLS_ECDHE_ECDSA_WITH_AES_128_CCM, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM", "ECDHE-ECDSA-AES128-CCM", kxECDHE, aeadCCM, 8 + 16},
 }
 
 func cipherSuiteByID(id uint16) *cipherSuite {
@@ -140,8 +154,11 @@ func (s *cipherSuite) cipherFromKeys(block []byte, isClient bool) (recordCipher,
 	if !isClient {
 		localKey, localIV, remoteKey, remoteIV = remoteKey, remoteIV, localKey, localIV
 	}
-	if s.ccm8 {
+	switch s.aead {
+	case aeadCCM8:
 		return ciphersuite.NewCCM(ciphersuite.CCMTagLength8, localKey, localIV, remoteKey, remoteIV)
+	case aeadCCM:
+		return ciphersuite.NewCCM(ciphersuite.CCMTagLength, localKey, localIV, remoteKey, remoteIV)
 	}
 	return ciphersuite.NewGCM(localKey, localIV, remoteKey, remoteIV)
 }

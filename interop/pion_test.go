@@ -30,6 +30,8 @@ var suiteCases = []suiteCase{
 	{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false},
 	{dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256, true},
 	{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, false},
+	{dtls.TLS_PSK_WITH_AES_128_CCM, piondtls.TLS_PSK_WITH_AES_128_CCM, true},
+	{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, false},
 }
 
 func serverCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
