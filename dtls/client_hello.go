@@ -24,6 +24,9 @@ type clientHelloInfo struct {
 	// pointFormats: the client sent ec_point_formats, which the server
 	// then answers in an ECDHE ServerHello.
 	pointFormats bool
+	// serverCertTypes and clientCertTypes are the RFC 7250 certificate
+	// types the client lists (nil: it sent no such extension: X.509).
+	serverCertTypes, clientCertTypes []uint8
 	// groups and sigSchemes are the client's ECDHE groups (in its order;
 	// none without uncompressed points) and signature schemes.
 	groups     []CurveID
@@ -58,6 +61,14 @@ func parseClientHelloInfo(cfg *Config, hello *clientHelloMsg) *clientHelloInfo {
 			ch.err = err
 		}
 		ch.cidOffered = err == nil
+	}
+	for ext, dst := range map[uint16]*[]uint8{extServerCertType: &ch.serverCertTypes, extClientCertType: &ch.clientCertTypes} {
+		if v, ok := findExtension(hello.extensions, ext); ok {
+			var err error
+			if *dst, err = parseCertTypes(v); err != nil && ch.err == nil {
+				ch.err = err
+			}
+		}
 	}
 	if ch.err == nil {
 		ch.err = ch.checkVersionAndRenegotiation()

@@ -141,6 +141,10 @@ func (c *Config) clientOwner() string {
 	switch {
 	case c.pskOnlyClient():
 		return "psk:" + string(c.PSKIdentityHint)
+	case c.presentsRawPublicKey():
+		if spki, err := c.ownSPKI(); err == nil {
+			return "spki:" + string(spki)
+		}
 	case len(c.Certificates) > 0 && len(c.Certificates[0].Certificate) > 0:
 		if leaf, err := x509.ParseCertificate(c.Certificates[0].Certificate[0]); err == nil {
 			return "spki:" + string(leaf.RawSubjectPublicKeyInfo)

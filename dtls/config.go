@@ -76,6 +76,20 @@ type Config struct {
 	RootCAs    *x509.CertPool
 	ClientCAs  *x509.CertPool
 	ClientAuth ClientAuthType
+	// RawPublicKey makes this side present the public key of
+	// Certificates[0] as a raw public key (RFC 7250) instead of the
+	// certificate when the peer accepts one; Certificates[0] may then hold
+	// only the private key.
+	RawPublicKey bool
+	// PeerPublicKeys pins the raw public keys (DER SubjectPublicKeyInfo) a
+	// peer may present; with them, or VerifyPeerPublicKey, this side
+	// accepts raw public keys. A peer's key outside them is bad_certificate.
+	PeerPublicKeys [][]byte
+	// VerifyPeerPublicKey, if set, decides whether a peer's raw public key
+	// (DER SubjectPublicKeyInfo) is accepted, after the PeerPublicKeys
+	// check (when that list is empty, it decides alone).
+	VerifyPeerPublicKey func(spki []byte) error
+
 	// ServerName is checked against the server certificate and sent as SNI.
 	ServerName string
 	// InsecureSkipVerify accepts any server certificate. For tests only;

@@ -17,9 +17,12 @@ import (
 
 // ConnectionState describes an established connection.
 type ConnectionState struct {
-	CipherSuite          CipherSuiteID
-	Curve                CurveID // the ECDHE group of a full ECDHE handshake; 0 otherwise
-	PeerCertificates     []*x509.Certificate
+	CipherSuite      CipherSuiteID
+	Curve            CurveID // the ECDHE group of a full ECDHE handshake; 0 otherwise
+	PeerCertificates []*x509.Certificate
+	// PeerPublicKey is the peer's raw public key (RFC 7250, DER
+	// SubjectPublicKeyInfo) when it authenticated with one.
+	PeerPublicKey        []byte
 	PSKIdentity          []byte // the identity the client used (PSK suites); after a failure, the one it claimed
 	PSKIdentityHint      []byte // the hint the server sent, if any
 	ServerName           string

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/ticketfmt"
@@ -41,8 +42,13 @@ type clientHandshakeState struct {
 	ems          bool
 	masterSecret []byte
 
+	// The certificate types of RFC 7250 the server chose (X.509 unless it
+	// answered the extensions).
+	serverCertType, clientCertType uint8
+
 	// What the server's flight 4 of a full handshake carried.
 	serverCerts []*x509.Certificate
+	serverKey   crypto.PublicKey // the key that signs ServerKeyExchange
 	ske         *serverKeyExchangeECDHEMsg
 	certReq     *certificateRequestMsg
 	pskHint     []byte
@@ -250,19 +256,31 @@ func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 		return err
 	}
 	if hs.suite.kx == kxECDHE {
-		var cm certificateMsg
-		if err := parseAs(hm, &cm, "Certificate"); err != nil {
-			return err
-		}
-		if hs.serverCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
-			return err
+		if hs.serverCertType == certTypeRawPublicKey {
+			var rpk rawPublicKeyMsg
+			if err := parseAs(hm, &rpk, "Certificate"); err != nil {
+				return err
+			}
+			if hs.serverKey, err = c.verifyPeerPublicKey(rpk.spki); err != nil {
+				return err
+			}
+			c.state.PeerPublicKey = rpk.spki
+		} else {
+			var cm certificateMsg
+			if err := parseAs(hm, &cm, "Certificate"); err != nil {
+				return err
+			}
+			if hs.serverCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
+				return err
+			}
+			hs.serverKey = hs.serverCerts[0].PublicKey
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
 		hs.ske = &serverKeyExchangeECDHEMsg{}
 		if hm, err = c.expect(ctx, hs.ske, "ServerKeyExchange"); err != nil {
 			return err
 		}
-		if err := verifyServerKeyExchange(hs.serverCerts[0], hs, hs.ske); err != nil {
+		if err := verifyServerKeyExchange(hs.serverKey, hs, hs.ske); err != nil {
 			return err
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
@@ -305,11 +323,19 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 	fl := c.newFlight()
 	var signer crypto.Signer
 	if hs.certReq != nil {
-		cm := &certificateMsg{}
+		var cm handshakeMessage = &certificateMsg{}
 		if len(c.cfg.Certificates) > 0 {
 			cert := c.cfg.Certificates[0]
-			cm.certificates = cert.Certificate
 			signer, _ = cert.PrivateKey.(crypto.Signer)
+			if hs.clientCertType == certTypeRawPublicKey {
+				spki, err := c.cfg.ownSPKI()
+				if err != nil {
+					return localAlert(alertInternalError, err)
+				}
+				cm = &rawPublicKeyMsg{spki: spki}
+			} else {
+				cm = &certificateMsg{certificates: cert.Certificate}
+			}
 		}
 		if err := fl.add(cm, 0); err != nil {
 			return err
@@ -442,6 +468,21 @@ func (hs *clientHandshakeState) processServerHello() error {
 				return err
 			}
 			c.useCIDs(hs.localCID, peer)
+		case extServerCertType, extClientCertType:
+			t, err := parseCertType(e.data)
+			if err != nil {
+				return err
+			}
+			// Only a type we listed in that extension (RFC 7250 §4.2).
+			sent, _ := findExtension(hs.hello.extensions, e.typ)
+			if listed, _ := parseCertTypes(sent); !slices.Contains(listed, t) {
+				return localAlert(alertIllegalParameter, fmt.Errorf("ServerHello: certificate type %d was not offered", t))
+			}
+			if e.typ == extServerCertType {
+				hs.serverCertType = t
+			} else {
+				hs.clientCertType = t
+			}
 		case extRenegotiationInfo:
 			v, err := parseRenegotiationInfo(e.data)
 			if err != nil {
@@ -472,14 +513,14 @@ func (c *Conn) expectedServerName() string {
 
 // verifyServerKeyExchange checks the ECDHE parameters' signature:
 // digitally-signed struct { client_random, server_random, ServerECDHParams }.
-func verifyServerKeyExchange(leaf *x509.Certificate, hs *clientHandshakeState, ske *serverKeyExchangeECDHEMsg) error {
+func verifyServerKeyExchange(pub crypto.PublicKey, hs *clientHandshakeState, ske *serverKeyExchangeECDHEMsg) error {
 	if !offered(hs.c.cfg.curves(), CurveID(ske.namedCurve)) {
 		return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: named_curve %d was not offered", ske.namedCurve))
 	}
 	if !offered(ecdsaSchemes, ske.sigAlg) {
 		return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: signature algorithm %#04x was not offered", ske.sigAlg))
 	}
-	if !ecdsaVerify(leaf.PublicKey, ske.sigAlg, ske.signature, hs.hello.random[:], hs.serverHello.random[:], ske.params()) {
+	if !ecdsaVerify(pub, ske.sigAlg, ske.signature, hs.hello.random[:], hs.serverHello.random[:], ske.params()) {
 		return localAlert(alertDecryptError, errors.New("ServerKeyExchange: signature does not verify"))
 	}
 	return nil

@@ -78,6 +78,8 @@ const (
 	extExtendedMasterSecret uint16 = 23
 	extSessionTicket        uint16 = 35
 	extConnectionID         uint16 = 54 // RFC 9146
+	extClientCertType       uint16 = 19 // RFC 7250
+	extServerCertType       uint16 = 20 // RFC 7250
 	extRenegotiationInfo    uint16 = 0xff01
 )
 
@@ -1247,6 +1249,89 @@ func marshalRenegotiationInfo(v []byte) []byte {
 	var b cryptobyte.Builder
 	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(v) })
 	return hsMustBuild(&b)
+}
+
+// CertificateType values (RFC 7250 §3).
+const (
+	certTypeX509         uint8 = 0
+	certTypeRawPublicKey uint8 = 2
+)
+
+// client_certificate_type and server_certificate_type extension_data
+// (RFC 7250 §3): a ClientHello lists the types it supports, in preference
+// order; a ServerHello names the one chosen.
+//
+//	struct {
+//	    select (ClientOrServerExtension) {
+//	        case client: CertificateType types<1..2^8-1>;
+//	        case server: CertificateType type;
+//	    };
+//	} ClientCertTypeExtension, ServerCertTypeExtension;
+func marshalCertTypes(types []uint8) []byte {
+	if len(types) < 1 || len(types) > hsMaxUint8Len {
+		panic(hsLengthError("certificate_type", "types", len(types)))
+	}
+	var b cryptobyte.Builder
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(types) })
+	return hsMustBuild(&b)
+}
+
+// parseCertTypes decodes a ClientHello's certificate type list.
+func parseCertTypes(data []byte) ([]uint8, error) {
+	const msg = "certificate_type"
+	s := cryptobyte.String(data)
+	var v []byte
+	if !hsReadOpaque8(&s, &v) || len(v) == 0 {
+		return nil, decodeError(msg, "types")
+	}
+	if !s.Empty() {
+		return nil, decodeError(msg, "trailing_data")
+	}
+	return v, nil
+}
+
+// parseCertType decodes a ServerHello's chosen certificate type.
+func parseCertType(data []byte) (uint8, error) {
+	if len(data) != 1 {
+		return 0, decodeError("certificate_type", "type")
+	}
+	return data[0], nil
+}
+
+// rawPublicKeyMsg is a Certificate message that carries a raw public key
+// (RFC 7250 §3) instead of a certificate_list.
+//
+//	struct {
+//	    opaque ASN.1_subjectPublicKeyInfo<1..2^24-1>;
+//	} Certificate;
+type rawPublicKeyMsg struct {
+	spki []byte
+}
+
+func (m *rawPublicKeyMsg) typ() uint8 { return typeCertificate }
+
+func (m *rawPublicKeyMsg) marshal() ([]byte, error) {
+	const msg = "Certificate"
+	if len(m.spki) < 1 || len(m.spki) > hsMaxUint24Len {
+		return nil, hsLengthError(msg, "ASN.1_subjectPublicKeyInfo", len(m.spki))
+	}
+	var b cryptobyte.Builder
+	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.spki) })
+	return hsBuild(msg, &b)
+}
+
+func (m *rawPublicKeyMsg) unmarshal(data []byte) error {
+	const msg = "Certificate"
+	s := cryptobyte.String(data)
+	var v cryptobyte.String
+	if !s.ReadUint24LengthPrefixed(&v) || len(v) == 0 {
+		return decodeError(msg, "ASN.1_subjectPublicKeyInfo")
+	}
+	if !s.Empty() {
+		return decodeError(msg, "trailing_data")
+	}
+	m.spki = hsCopy(v)
+	return nil
 }
 
 // connection_id extension_data (RFC 9146 §3): the CID the sender wants to

@@ -34,13 +34,16 @@ type serverHandshakeState struct {
 	cid []byte
 
 	// A full handshake's choices and what flight 5 brought.
-	mech         negotiation.Type // the resumption mechanism it sets up
-	sessionID    []byte
-	curve        CurveID // the ECDHE group
-	keyPair      *pionelliptic.Keypair
-	clientCerts  []*x509.Certificate
-	clientTicket *newSessionTicketMsg
-	masterSecret []byte
+	mech      negotiation.Type // the resumption mechanism it sets up
+	sessionID []byte
+	curve     CurveID // the ECDHE group
+	// The RFC 7250 certificate types chosen for each side.
+	serverCertType, clientCertType uint8
+	clientKey                      crypto.PublicKey // the client's raw public key or certificate key
+	keyPair                        *pionelliptic.Keypair
+	clientCerts                    []*x509.Certificate
+	clientTicket                   *newSessionTicketMsg
+	masterSecret                   []byte
 }
 
 type certificateChoice struct {
@@ -223,9 +226,19 @@ func (hs *serverHandshakeState) selectSuite() error {
 		}
 	}
 	// RFC 8422 §5.1: supported_groups also names the curves the client
-	// verifies ECDSA signatures on, so the certificate's must be there.
-	ecdhe := hs.curve != 0 && certScheme != 0 && (offered(ch.sigSchemes, sigECDSAWithP256SHA256) || offered(ch.sigSchemes, sigECDSAWithP384SHA384)) &&
+	// verifies ECDSA signatures on, so the key's must be there.
+	var typeOK bool
+	hs.serverCertType, typeOK = chooseCertType(ch.serverCertTypes, c.cfg.presentsRawPublicKey(),
+		len(c.cfg.Certificates) > 0 && len(c.cfg.Certificates[0].Certificate) > 0)
+	ecdhe := hs.curve != 0 && certScheme != 0 && typeOK &&
+		(offered(ch.sigSchemes, sigECDSAWithP256SHA256) || offered(ch.sigSchemes, sigECDSAWithP384SHA384)) &&
 		offered(ch.groups, schemeCurve(certScheme))
+	if c.cfg.ClientAuth != NoClientCert {
+		// The client's type: a raw key when it offers one and we take
+		// them; X.509 otherwise (an empty certificate_list is still an
+		// answer).
+		hs.clientCertType, _ = chooseCertType(ch.clientCertTypes, c.cfg.acceptsRawPublicKeys(false), true)
+	}
 	for _, s := range c.cfg.suites(false) {
 		if !offered(hs.hello.cipherSuites, uint16(s.id)) || (s.kx == kxECDHE && !ecdhe) {
 			continue
@@ -279,6 +292,12 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 	if hs.mech == negotiation.SessionTicket {
 		sh.extensions = append(sh.extensions, extension{extSessionTicket, nil})
 	}
+	if hs.suite.kx == kxECDHE && hs.ch.serverCertTypes != nil {
+		sh.extensions = append(sh.extensions, extension{extServerCertType, []byte{hs.serverCertType}})
+	}
+	if hs.suite.kx == kxECDHE && c.cfg.ClientAuth != NoClientCert && hs.ch.clientCertTypes != nil {
+		sh.extensions = append(sh.extensions, extension{extClientCertType, []byte{hs.clientCertType}})
+	}
 	if err := addAnswer(c.cfg, hs.ch, sh, hs.mech, nil); err != nil {
 		return err
 	}
@@ -287,7 +306,15 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 	}
 	switch hs.suite.kx {
 	case kxECDHE:
-		if err := fl.add(&certificateMsg{certificates: hs.cert.chain}, 0); err != nil {
+		var cm handshakeMessage = &certificateMsg{certificates: hs.cert.chain}
+		if hs.serverCertType == certTypeRawPublicKey {
+			spki, err := c.cfg.ownSPKI()
+			if err != nil {
+				return localAlert(alertInternalError, err)
+			}
+			cm = &rawPublicKeyMsg{spki: spki}
+		}
+		if err := fl.add(cm, 0); err != nil {
 			return err
 		}
 		curve, _ := pionCurve(hs.curve)
@@ -328,15 +355,9 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 	c := hs.c
 	if hs.suite.kx == kxECDHE && c.cfg.ClientAuth != NoClientCert {
-		var cm certificateMsg
-		hm, err := c.expect(ctx, &cm, "Certificate")
-		if err != nil {
+		if err := hs.readClientCertificate(ctx); err != nil {
 			return err
 		}
-		if hs.clientCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
-			return err
-		}
-		c.addTranscript(hm.typ, hm.seq, hm.body)
 	}
 	var preMaster []byte
 	switch hs.suite.kx {
@@ -385,17 +406,19 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
 		return err
 	}
-	if len(hs.clientCerts) > 0 {
+	if hs.clientKey != nil {
 		var cv certificateVerifyMsg
 		hm, err := c.expect(ctx, &cv, "CertificateVerify")
 		if err != nil {
 			return err
 		}
-		if !offered(ecdsaSchemes, cv.sigAlg) || !ecdsaVerify(hs.clientCerts[0].PublicKey, cv.sigAlg, cv.signature, hs.transcript) {
+		if !offered(ecdsaSchemes, cv.sigAlg) || !ecdsaVerify(hs.clientKey, cv.sigAlg, cv.signature, hs.transcript) {
 			return localAlert(alertDecryptError, errors.New("CertificateVerify: signature does not verify"))
 		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
-		c.state.PeerCertificates = hs.clientCerts
+		if hs.clientCertType == certTypeX509 {
+			c.state.PeerCertificates = hs.clientCerts
+		}
 	}
 	if hs.clientTicket, err = hs.readClientTicket(ctx, hs.mech == negotiation.ClientState); err != nil {
 		return err
@@ -494,4 +517,52 @@ func addAnswer(cfg *Config, ch *clientHelloInfo, sh *serverHelloMsg, selected ne
 	}
 	sh.extensions = append(sh.extensions, extension{cfg.resumptionExtension(), v})
 	return nil
+}
+
+// readClientCertificate reads the client's Certificate: a raw public key or
+// a certificate chain, by the type chosen; it keeps the key that must sign
+// CertificateVerify (none for an empty chain).
+func (hs *serverHandshakeState) readClientCertificate(ctx context.Context) error {
+	c := hs.c
+	if hs.clientCertType == certTypeRawPublicKey {
+		var rpk rawPublicKeyMsg
+		hm, err := c.expect(ctx, &rpk, "Certificate")
+		if err != nil {
+			return err
+		}
+		if hs.clientKey, err = c.verifyPeerPublicKey(rpk.spki); err != nil {
+			return err
+		}
+		c.state.PeerPublicKey = rpk.spki
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		return nil
+	}
+	var cm certificateMsg
+	hm, err := c.expect(ctx, &cm, "Certificate")
+	if err != nil {
+		return err
+	}
+	if hs.clientCerts, err = c.verifyPeerCertificates(cm.certificates); err != nil {
+		return err
+	}
+	if len(hs.clientCerts) > 0 {
+		hs.clientKey = hs.clientCerts[0].PublicKey
+	}
+	c.addTranscript(hm.typ, hm.seq, hm.body)
+	return nil
+}
+
+// chooseCertType picks a certificate type (RFC 7250) from the client's list,
+// in its order: a raw public key when rpk allows it, X.509 when x509 does.
+// Without the extension the type is X.509. ok is false when nothing fits.
+func chooseCertType(listed []uint8, rpk, x509 bool) (uint8, bool) {
+	if listed == nil {
+		return certTypeX509, x509
+	}
+	for _, t := range listed {
+		if (t == certTypeRawPublicKey && rpk) || (t == certTypeX509 && x509) {
+			return t, true
+		}
+	}
+	return certTypeX509, false
 }

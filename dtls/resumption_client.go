@@ -56,6 +56,10 @@ func (c *Conn) resumableSession() *ClientSession {
 		if c.cfg.VerifyPeerCertificate(p.Certificates, nil) != nil {
 			return nil
 		}
+	case p.Type == ticketfmt.RawPublicKey && c.cfg.acceptsRawPublicKeys(true):
+		if !c.cfg.pinnedKey(p.PublicKey) {
+			return nil
+		}
 	}
 	for _, suite := range c.cfg.suites(true) {
 		if uint16(suite.id) == s.state.CipherSuite {
@@ -86,6 +90,21 @@ func (hs *clientHandshakeState) buildHello() error {
 			extension{extSupportedGroups, marshalSupportedGroups(c.cfg.curveCodes())},
 			extension{extECPointFormats, marshalECPointFormats([]uint8{0})},
 			extension{extSignatureAlgorithms, marshalSignatureAlgorithms(ecdsaSchemes)})
+		// RFC 7250: the certificate types this side takes and presents.
+		if c.cfg.acceptsRawPublicKeys(true) {
+			types := []uint8{certTypeRawPublicKey}
+			if c.cfg.RootCAs != nil || c.cfg.InsecureSkipVerify || c.cfg.VerifyPeerCertificate != nil {
+				types = append(types, certTypeX509)
+			}
+			hello.extensions = append(hello.extensions, extension{extServerCertType, marshalCertTypes(types)})
+		}
+		if c.cfg.presentsRawPublicKey() {
+			types := []uint8{certTypeRawPublicKey}
+			if len(c.cfg.Certificates[0].Certificate) > 0 {
+				types = append(types, certTypeX509)
+			}
+			hello.extensions = append(hello.extensions, extension{extClientCertType, marshalCertTypes(types)})
+		}
 	}
 	if c.cfg.ExtendedMasterSecret != DisableExtendedMasterSecret {
 		hello.extensions = append(hello.extensions, extension{extExtendedMasterSecret, nil})
@@ -213,7 +232,9 @@ func (hs *clientHandshakeState) clientTicket() (*newSessionTicketMsg, error) {
 	c := hs.c
 	st := c.sessionState(hs.suite, hs.masterSecret, hs.ems, c.cfg.now(), negotiation.ClientState)
 	st.ServerName = c.sessionCacheKey()
-	if len(c.state.PeerCertificates) > 0 {
+	if len(c.state.PeerPublicKey) > 0 {
+		st.Peer = ticketfmt.PeerIdentity{Type: ticketfmt.RawPublicKey, PublicKey: c.state.PeerPublicKey}
+	} else if len(c.state.PeerCertificates) > 0 {
 		// The ticket crosses the wire in every resumption: name the
 		// server by its public key (raw_public_key, ~91 bytes for
 		// P-256), not by its certificate, so that the reply stays

@@ -206,6 +206,8 @@ func (cfg *Config) stillAccepts(peer *ticketfmt.PeerIdentity) bool {
 		if cfg.VerifyPeerCertificate != nil {
 			return cfg.VerifyPeerCertificate(peer.Certificates, nil) == nil
 		}
+	case ticketfmt.RawPublicKey:
+		return cfg.acceptsRawPublicKeys(false) && cfg.pinnedKey(peer.PublicKey)
 	}
 	return true
 }

@@ -188,6 +188,9 @@ func (c *Conn) sessionState(suite *cipherSuite, ms []byte, ems bool, created tim
 		pskID = nil
 	}
 	peer, notAfter := peerIdentity(c.state.PeerCertificates, pskID)
+	if len(c.state.PeerPublicKey) > 0 {
+		peer, notAfter = ticketfmt.PeerIdentity{Type: ticketfmt.RawPublicKey, PublicKey: c.state.PeerPublicKey}, time.Time{}
+	}
 	st := &ticketfmt.State{
 		Version:              versionDTLS12,
 		CipherSuite:          uint16(suite.id),
@@ -213,6 +216,8 @@ func (c *Conn) restorePeer(st *ticketfmt.State) {
 				c.state.PeerCertificates = append(c.state.PeerCertificates, cert)
 			}
 		}
+	case ticketfmt.RawPublicKey:
+		c.state.PeerPublicKey = st.Peer.PublicKey
 	case ticketfmt.PSK:
 		if c.isClient {
 			c.state.PSKIdentity = c.cfg.PSKIdentityHint

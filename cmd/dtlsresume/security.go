@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,7 +35,8 @@ const (
 // securityFlags are the flags listen and dial share.
 type securityFlags struct {
 	addr, psk, cert, key, ca, suites, serverName string
-	insecure, allowShortPSK                      bool
+	insecure, allowShortPSK, rpk                 bool
+	peerKeys                                     pemFiles
 	resumption, clientStateKey, keyLog           string
 	storeSpec, storeKey, metricsAddr             string
 	mtu, cid                                     int
@@ -111,7 +114,75 @@ func (s *securityFlags) registerSecurity(fs *flag.FlagSet, client bool) {
 	}
 	fs.StringVar(&s.keyLog, "keylog", "", "append each connection's master secret to FILE in the NSS key log format, for Wireshark (default $SSLKEYLOGFILE; debugging only)")
 	fs.StringVar(&s.cert, "cert", "", "PEM certificate chain (ECDSA P-256 or P-384)")
-	fs.StringVar(&s.key, "key", "", "PEM private key for --cert")
+	fs.StringVar(&s.key, "key", "", "PEM private key for --cert (alone with --rpk)")
+	fs.BoolVar(&s.rpk, "rpk", false, "present the public key of --key as an RFC 7250 raw public key when the peer accepts one")
+	fs.Var(&s.peerKeys, "peer-key", "PEM public key (or certificate) of a peer whose raw public key to accept; repeatable"+
+		map[bool]string{true: "", false: " (a server then requires one from every client)"}[client])
+}
+
+// pemFiles is a repeatable flag naming PEM files.
+type pemFiles []string
+
+func (p *pemFiles) String() string     { return strings.Join(*p, ",") }
+func (p *pemFiles) Set(v string) error { *p = append(*p, v); return nil }
+
+// loadPeerKeys reads each --peer-key file into DER SubjectPublicKeyInfos:
+// a PUBLIC KEY block as it is, a CERTIFICATE block by its key.
+func loadPeerKeys(files []string) ([][]byte, error) {
+	var keys [][]byte
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usagef("--peer-key: %v", err)
+		}
+		n := len(keys)
+		for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+			switch block.Type {
+			case "PUBLIC KEY":
+				if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
+					return nil, usagef("--peer-key %s: %v", f, err)
+				}
+				keys = append(keys, block.Bytes)
+			case "CERTIFICATE":
+				cert, err := x509.ParseCertificate(block.Bytes)
+				if err != nil {
+					return nil, usagef("--peer-key %s: %v", f, err)
+				}
+				keys = append(keys, cert.RawSubjectPublicKeyInfo)
+			}
+		}
+		if len(keys) == n {
+			return nil, usagef("--peer-key %s: no PEM PUBLIC KEY or CERTIFICATE in it", f)
+		}
+	}
+	return keys, nil
+}
+
+// loadKey reads a PEM private key alone, for --rpk without --cert.
+func loadKey(keyFile string) (tls.Certificate, error) {
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, usagef("--key: %v", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return tls.Certificate{}, usagef("--key %s: no PEM block in it", keyFile)
+	}
+	var k any
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	}
+	if err != nil {
+		return tls.Certificate{}, usagef("--key %s: %v", keyFile, err)
+	}
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok || (ek.Curve != elliptic.P256() && ek.Curve != elliptic.P384()) {
+		return tls.Certificate{}, usagef("--key %s: want an ECDSA P-256 or P-384 key", keyFile)
+	}
+	return tls.Certificate{PrivateKey: ek}, nil
 }
 
 // parsePSK reads IDENTITY:HEXKEY.
@@ -183,12 +254,33 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 			}
 		}
 	}
-	if s.cert != "" || s.key != "" {
+	switch {
+	case s.rpk && s.cert == "":
+		if s.key == "" {
+			return nil, usagef("--rpk needs --key")
+		}
+		cert, err := loadKey(s.key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case s.cert != "" || s.key != "":
 		cert, err := loadKeyPair(s.cert, s.key)
 		if err != nil {
 			return nil, err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
+	}
+	cfg.RawPublicKey = s.rpk
+	if len(s.peerKeys) > 0 {
+		keys, err := loadPeerKeys(s.peerKeys)
+		if err != nil {
+			return nil, err
+		}
+		cfg.PeerPublicKeys = keys
+		if !client {
+			cfg.ClientAuth = dtls.RequireAnyClientCert
+		}
 	}
 	types, err := negotiation.ParseList(s.resumption)
 	if err != nil {
@@ -223,8 +315,8 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 		cfg.AllowShortClientStatePSK = s.allowShortPSK
 		cfg.ServerName = s.serverName
 		cfg.HandshakeTimeout = s.timeout
-		if cfg.PSK == nil && cfg.RootCAs == nil && !cfg.InsecureSkipVerify {
-			return nil, usagef("give --psk, or --ca (or --insecure) for certificate suites")
+		if cfg.PSK == nil && cfg.RootCAs == nil && !cfg.InsecureSkipVerify && cfg.PeerPublicKeys == nil {
+			return nil, usagef("give --psk, or --ca or --peer-key (or --insecure) for certificate suites")
 		}
 	}
 	return cfg, nil
@@ -272,8 +364,8 @@ func (s *securityFlags) setupServer(cfg *dtls.Config, logger *slog.Logger, stdou
 			logHandshakeFailure(logger, st, err)
 			return
 		}
-		logger.Info("handshake complete", "suite", st.CipherSuite.String(), "resumed", st.Resumed,
-			"resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)
+		logger.Info("handshake complete", append(peerAttrs(st), "suite", st.CipherSuite.String(), "resumed", st.Resumed,
+			"resumption", st.Resumption.String(), "datagrams_in", st.HandshakeDatagramsReceived, "datagrams_out", st.HandshakeDatagramsSent)...)
 	}
 	cfg.LimitObserver = m.ObserveLimit
 	shutdown := func(context.Context) error { return nil }
@@ -323,6 +415,22 @@ func (s *securityFlags) openKeyLog(cfg *dtls.Config) error {
 	return nil
 }
 
+// peerAttrs are the log attributes naming who the peer claimed to be: its
+// PSK identity, certificate subject, or the SHA-256 fingerprint of its raw
+// public key (what `openssl pkey -pubin -outform DER | sha256sum` prints).
+func peerAttrs(st dtls.ConnectionState) []any {
+	switch {
+	case st.PSKIdentity != nil:
+		return []any{"identity", string(st.PSKIdentity)}
+	case len(st.PeerCertificates) > 0:
+		return []any{"subject", st.PeerCertificates[0].Subject.String()}
+	case st.PeerPublicKey != nil:
+		sum := sha256.Sum256(st.PeerPublicKey)
+		return []any{"peer_key", hex.EncodeToString(sum[:])}
+	}
+	return nil
+}
+
 // logHandshakeFailure logs a failed handshake once, at INFO: the peer, who
 // it claimed to be (PSK identity or certificate subject, never key
 // material), the stage, a bounded reason and the cause.
@@ -332,12 +440,7 @@ func logHandshakeFailure(logger *slog.Logger, st dtls.ConnectionState, err error
 	if errors.As(err, &he) {
 		attrs = append(attrs, "peer", he.Peer, "stage", he.Stage)
 	}
-	switch {
-	case st.PSKIdentity != nil:
-		attrs = append(attrs, "identity", string(st.PSKIdentity))
-	case len(st.PeerCertificates) > 0:
-		attrs = append(attrs, "subject", st.PeerCertificates[0].Subject.String())
-	}
+	attrs = append(attrs, peerAttrs(st)...)
 	reason, alert := dtls.ReasonOf(err)
 	attrs = append(attrs, "reason", string(reason))
 	if alert != "" {
