@@ -15,6 +15,7 @@ import (
 	"github.com/dtlsresume/dtlsresume/negotiation"
 	"github.com/dtlsresume/dtlsresume/store"
 	piondtls "github.com/pion/dtls/v3"
+	pionelliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 )
 
@@ -28,18 +29,28 @@ type Kind struct {
 	// handshake each time). pion/dtls has no tickets, so its column always
 	// resumes by session ID.
 	Resume negotiation.Type
+	// Curve is the ECDHE group both clients ask for (0: each stack's
+	// default, P-256 for both); PionCurve names it for pion.
+	Curve     dtls.CurveID
+	PionCurve pionelliptic.Curve
 }
 
 // Kinds are the handshakes both stacks can do.
 var Kinds = []Kind{
-	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.None},
-	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None},
-	{"resumed session_id PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionID},
-	{"resumed session_ticket PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionTicket},
-	{"resumed client_state PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.ClientState},
-	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID},
-	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket},
-	{"resumed client_state ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.ClientState},
+	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.None, 0, 0},
+	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None, 0, 0},
+	{"resumed session_id PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionID, 0, 0},
+	{"resumed session_ticket PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionTicket, 0, 0},
+	{"resumed client_state PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.ClientState, 0, 0},
+	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID, 0, 0},
+	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket, 0, 0},
+	{"resumed client_state ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.ClientState, 0, 0},
+	{"full PSK-AES128-CCM", dtls.TLS_PSK_WITH_AES_128_CCM, piondtls.TLS_PSK_WITH_AES_128_CCM, true, negotiation.None, 0, 0},
+	{"full ECDHE-ECDSA-AES128-CCM", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, false, negotiation.None, 0, 0},
+	{"full ECDHE-ECDSA-AES128-CCM8 X25519", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None,
+		dtls.CurveX25519, pionelliptic.X25519},
+	{"full ECDHE-ECDSA-AES128-CCM8 P-384", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None,
+		dtls.CurveP384, pionelliptic.P384},
 }
 
 // Stack names an implementation.
@@ -259,6 +270,10 @@ func (b *Bench) One(stack Stack) (Result, error) {
 		} else {
 			cfg.RootCAs, cfg.ServerName = b.pool, "localhost"
 		}
+		if b.kind.Curve != 0 {
+			// The group for ECDHE, then the certificate's (RFC 8422 §5.1).
+			cfg.CurvePreferences = []dtls.CurveID{b.kind.Curve, dtls.CurveP256}
+		}
 		c, err := dtls.Client(cnt, b.oursAddr, cfg)
 		if err != nil {
 			return Result{}, err
@@ -272,6 +287,9 @@ func (b *Bench) One(stack Stack) (Result, error) {
 		if b.primed(stack) && st.Resumed != (b.kind.Resume != negotiation.None) {
 			return Result{}, fmt.Errorf("%s %s: resumed=%v", stack, b.kind.Name, st.Resumed)
 		}
+		if b.kind.Curve != 0 && st.Curve != b.kind.Curve {
+			return Result{}, fmt.Errorf("%s %s: the server chose %v", stack, b.kind.Name, st.Curve)
+		}
 		clientKeeps = float64(st.ResumptionStateBytes)
 	case Pion:
 		cfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{b.kind.Pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
@@ -283,6 +301,9 @@ func (b *Bench) One(stack Stack) (Result, error) {
 			cfg.PSKIdentityHint = []byte("bench")
 		} else {
 			cfg.RootCAs, cfg.ServerName = b.pool, "localhost"
+		}
+		if b.kind.PionCurve != 0 {
+			cfg.EllipticCurves = []pionelliptic.Curve{b.kind.PionCurve, pionelliptic.P256}
 		}
 		c, err := piondtls.Client(cnt, b.pionAddr, cfg)
 		if err != nil {
