@@ -15,7 +15,8 @@ type CipherSuiteID uint16
 
 // The cipher suites this engine implements: RFC 7925's mandatory CCM-8
 // suites first, then AES-128-GCM and AES-128-CCM (16-byte tag, RFC 6655 and
-// RFC 7251) for interoperability.
+// RFC 7251), then AES-128-CBC with HMAC-SHA256 (RFC 5487, RFC 5289), which
+// LwM2M 1.0 devices must support, for interoperability.
 const (
 	TLS_PSK_WITH_AES_128_CCM_8              CipherSuiteID = 0xC0A8 //nolint:revive
 	TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8      CipherSuiteID = 0xC0AE //nolint:revive
@@ -23,6 +24,8 @@ const (
 	TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 CipherSuiteID = 0xC02B //nolint:revive
 	TLS_PSK_WITH_AES_128_CCM                CipherSuiteID = 0xC0A4 //nolint:revive
 	TLS_ECDHE_ECDSA_WITH_AES_128_CCM        CipherSuiteID = 0xC0AC //nolint:revive
+	TLS_PSK_WITH_AES_128_CBC_SHA256         CipherSuiteID = 0x00AE //nolint:revive
+	TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 CipherSuiteID = 0xC023 //nolint:revive
 )
 
 // scsvRenegotiation is TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746).
@@ -42,6 +45,9 @@ const (
 	aeadCCM8 recordAEAD = iota
 	aeadGCM
 	aeadCCM // 16-byte tag
+	// aeadCBC is not an AEAD: AES-128-CBC with HMAC-SHA256, MAC-then-encrypt
+	// or, when negotiated, encrypt-then-MAC (RFC 7366).
+	aeadCBC
 )
 
 type cipherSuite struct {
@@ -50,7 +56,7 @@ type cipherSuite struct {
 	openssl  string
 	kx       keyExchange
 	aead     recordAEAD
-	overhead int // explicit nonce + tag
+	overhead int // explicit nonce + tag (CBC: IV, MAC and the most padding)
 }
 
 var cipherSuites = []*cipherSuite{
@@ -60,6 +66,8 @@ var cipherSuites = []*cipherSuite{
 	{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256", kxECDHE, aeadGCM, 8 + 16},
 	{TLS_PSK_WITH_AES_128_CCM, "TLS_PSK_WITH_AES_128_CCM", "PSK-AES128-CCM", kxPSK, aeadCCM, 8 + 16},
 	{TLS_ECDHE_ECDSA_WITH_AES_128_CCM, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM", "ECDHE-ECDSA-AES128-CCM", kxECDHE, aeadCCM, 8 + 16},
+	{TLS_PSK_WITH_AES_128_CBC_SHA256, "TLS_PSK_WITH_AES_128_CBC_SHA256", "PSK-AES128-CBC-SHA256", kxPSK, aeadCBC, 16 + 32 + 16},
+	{TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA-AES128-SHA256", kxECDHE, aeadCBC, 16 + 32 + 16},
 }
 
 func cipherSuiteByID(id uint16) *cipherSuite {
@@ -128,33 +136,65 @@ func knownSuiteNames() string {
 	return strings.Join(names, ", ")
 }
 
-// keyBlock derives the record keys of a session (RFC 5246 §6.3) and builds
-// the epoch-1 cipher for this side.
-func (s *cipherSuite) newCipher(masterSecret, clientRandom, serverRandom []byte, isClient bool) (recordCipher, []byte, error) {
-	keys, err := prf.GenerateEncryptionKeys(masterSecret, clientRandom, serverRandom, 0, 16, 4, sha256.New)
+// keyLens are the lengths of one side's MAC key, write key and implicit IV
+// (RFC 5246 §6.3): AEAD suites have a 4-byte salt and no MAC key; CBC
+// suites a 32-byte HMAC-SHA256 key and explicit IVs only.
+func (s *cipherSuite) keyLens() (mac, key, iv int) {
+	if s.aead == aeadCBC {
+		return 32, 16, 0
+	}
+	return 0, 16, 4
+}
+
+// keyBlockLen is the key material of a session: both sides' MAC keys, write
+// keys and IVs, in the order of RFC 5246 §6.3.
+func (s *cipherSuite) keyBlockLen() int {
+	mac, key, iv := s.keyLens()
+	return 2 * (mac + key + iv)
+}
+
+// sealedLen is the length of the protected fragment of an n-byte
+// plaintext as this engine and common peers seal it (CBC: minimal padding).
+func (s *cipherSuite) sealedLen(n int) int {
+	if s.aead == aeadCBC {
+		return cbcSealedLen(n)
+	}
+	return s.overhead + n
+}
+
+// newCipher derives the record keys of a session (RFC 5246 §6.3) and builds
+// the epoch-1 cipher for this side; etm is encrypt-then-MAC for CBC suites.
+func (s *cipherSuite) newCipher(masterSecret, clientRandom, serverRandom []byte, isClient, etm bool) (recordCipher, []byte, error) {
+	mac, key, iv := s.keyLens()
+	keys, err := prf.GenerateEncryptionKeys(masterSecret, clientRandom, serverRandom, mac, key, iv, sha256.New)
 	if err != nil {
 		return nil, nil, err
 	}
-	block := make([]byte, 0, keyBlockLen)
-	block = append(append(append(append(block, keys.ClientWriteKey...), keys.ServerWriteKey...), keys.ClientWriteIV...), keys.ServerWriteIV...)
-	rc, err := s.cipherFromKeys(block, isClient)
+	block := make([]byte, 0, s.keyBlockLen())
+	for _, part := range [][]byte{keys.ClientMACKey, keys.ServerMACKey, keys.ClientWriteKey, keys.ServerWriteKey, keys.ClientWriteIV, keys.ServerWriteIV} {
+		block = append(block, part...)
+	}
+	rc, err := s.cipherFromKeys(block, isClient, etm)
 	return rc, block, err
 }
 
-// keyBlockLen is the key material of every suite here: client and server
-// write keys (16 bytes each) and IVs (4 bytes each), in that order.
-const keyBlockLen = 2*16 + 2*4
-
 // cipherFromKeys builds the record cipher from a key block.
-func (s *cipherSuite) cipherFromKeys(block []byte, isClient bool) (recordCipher, error) {
-	if len(block) != keyBlockLen {
+func (s *cipherSuite) cipherFromKeys(block []byte, isClient, etm bool) (recordCipher, error) {
+	if len(block) != s.keyBlockLen() {
 		return nil, errors.New("dtls: key block of the wrong length")
 	}
-	localKey, remoteKey, localIV, remoteIV := block[:16], block[16:32], block[32:36], block[36:40]
+	macLen, keyLen, ivLen := s.keyLens()
+	next := func(n int) []byte { b := block[:n]; block = block[n:]; return b }
+	localMAC, remoteMAC := next(macLen), next(macLen)
+	localKey, remoteKey := next(keyLen), next(keyLen)
+	localIV, remoteIV := next(ivLen), next(ivLen)
 	if !isClient {
+		localMAC, remoteMAC = remoteMAC, localMAC
 		localKey, localIV, remoteKey, remoteIV = remoteKey, remoteIV, localKey, localIV
 	}
 	switch s.aead {
+	case aeadCBC:
+		return newCBC(localKey, localMAC, remoteKey, remoteMAC, etm)
 	case aeadCCM8:
 		return ciphersuite.NewCCM(ciphersuite.CCMTagLength8, localKey, localIV, remoteKey, remoteIV)
 	case aeadCCM:

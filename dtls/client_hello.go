@@ -20,6 +20,7 @@ type clientHelloInfo struct {
 	ticket     []byte
 	ticketExt  bool
 	offeredEMS bool
+	offeredETM bool // encrypt_then_mac (RFC 7366)
 	renegInfo  bool // renegotiation_info or the SCSV was offered
 	// pointFormats: the client sent ec_point_formats, which the server
 	// then answers in an ECDHE ServerHello.
@@ -51,6 +52,12 @@ func parseClientHelloInfo(cfg *Config, hello *clientHelloMsg) *clientHelloInfo {
 	ch.offer, ch.err = cfg.clientOffer(hello)
 	ch.ticket, ch.ticketExt = findExtension(hello.extensions, extSessionTicket)
 	_, ch.offeredEMS = findExtension(hello.extensions, extExtendedMasterSecret)
+	if v, ok := findExtension(hello.extensions, extEncryptThenMAC); ok {
+		if len(v) != 0 && ch.err == nil {
+			ch.err = decodeError("ClientHello", "encrypt_then_mac")
+		}
+		ch.offeredETM = true
+	}
 	if v, ok := findExtension(hello.extensions, extServerName); ok {
 		ch.serverName, _ = parseServerName(v)
 	}
@@ -174,4 +181,12 @@ func attemptedResumption(hello *clientHelloMsg, offer *negotiation.ClientOffer) 
 		return negotiation.SessionID
 	}
 	return negotiation.None
+}
+
+// etmWith reports whether a handshake on suite protects its records
+// encrypt-then-MAC: the client asked and the suite is CBC (RFC 7366 §3: an
+// AEAD suite never answers the extension). Decided afresh in every
+// handshake, abbreviated ones too (docs/decisions.md, item 51).
+func (ch *clientHelloInfo) etmWith(suite *cipherSuite) bool {
+	return ch.offeredETM && suite.aead == aeadCBC
 }

@@ -27,7 +27,10 @@ type ConnectionState struct {
 	PSKIdentityHint      []byte // the hint the server sent, if any
 	ServerName           string
 	ExtendedMasterSecret bool
-	SessionID            []byte
+	// EncryptThenMAC reports a CBC suite's records protected
+	// encrypt-then-MAC (RFC 7366) rather than MAC-then-encrypt.
+	EncryptThenMAC bool
+	SessionID      []byte
 
 	// Resumed reports an abbreviated handshake.
 	Resumed bool
@@ -297,10 +300,13 @@ func (c *Conn) writeDatagram(b []byte) error {
 // the peer's Finished as its flight sends it. Other undecryptable records
 // are noise (or forgeries) and are only dropped.
 func (c *Conn) looksLikeFinished(r *record) bool {
-	n := c.rl.read[1].overhead + handshakeHeaderLen + 12
+	if c.suite == nil {
+		return false
+	}
+	n := c.suite.sealedLen(handshakeHeaderLen + 12)
 	if r.contentType == recordCID {
 		// The inner plaintext adds the real type and the peer's padding.
-		return c.hs.datagramHasCCS && len(r.fragment) > n && len(r.fragment) <= n+1+255
+		return c.hs.datagramHasCCS && len(r.fragment) > n && len(r.fragment) <= c.suite.sealedLen(handshakeHeaderLen+12+1+255)
 	}
 	return c.hs.datagramHasCCS && r.contentType == recordHandshake && len(r.fragment) == n
 }

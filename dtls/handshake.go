@@ -278,13 +278,16 @@ func (c *Conn) readPeerFinished(ctx context.Context, ms []byte) error {
 	return nil
 }
 
-// setSessionKeys derives the record keys and installs them for epoch 1.
-func (c *Conn) setSessionKeys(s *cipherSuite, ms []byte, clientRandom, serverRandom [32]byte) error {
-	rc, block, err := s.newCipher(ms, clientRandom[:], serverRandom[:], c.isClient)
+// setSessionKeys derives the record keys and installs them for epoch 1;
+// etm is whether the hellos negotiated encrypt-then-MAC (RFC 7366) for a
+// CBC suite.
+func (c *Conn) setSessionKeys(s *cipherSuite, ms []byte, clientRandom, serverRandom [32]byte, etm bool) error {
+	rc, block, err := s.newCipher(ms, clientRandom[:], serverRandom[:], c.isClient, etm)
 	if err != nil {
 		return localAlert(alertInternalError, err)
 	}
 	c.keyBlock, c.suite = block, s
+	c.state.EncryptThenMAC = etm
 	c.cfg.writeKeyLog(clientRandom, ms)
 	c.installKeys(rc, s.overhead)
 	return nil

@@ -40,6 +40,7 @@ type clientHandshakeState struct {
 	serverHello  *serverHelloMsg
 	suite        *cipherSuite
 	ems          bool
+	etm          bool // the server answered encrypt_then_mac (RFC 7366)
 	masterSecret []byte
 
 	// The certificate types of RFC 7250 the server chose (X.509 unless it
@@ -181,7 +182,7 @@ func (hs *clientHandshakeState) resumeSession(ctx context.Context) error {
 		return localAlert(alertHandshakeFailure, errors.New("ServerHello: extended_master_secret differs from the resumed session"))
 	}
 	ms := st.MasterSecret[:]
-	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random, hs.etm); err != nil {
 		return err
 	}
 	nst, err := hs.readNewSessionTicket(ctx)
@@ -212,7 +213,7 @@ func (hs *clientHandshakeState) resumeClientState(ctx context.Context) error {
 	c := hs.c
 	st := hs.clientState
 	ms := st.MasterSecret[:]
-	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random, hs.etm); err != nil {
 		return err
 	}
 	if err := c.readPeerFinished(ctx, ms); err != nil {
@@ -392,7 +393,7 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 			return err
 		}
 	}
-	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random); err != nil {
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.serverHello.random, hs.etm); err != nil {
 		return err
 	}
 	return fl.finish(ms)
@@ -462,6 +463,15 @@ func (hs *clientHandshakeState) processServerHello() error {
 			if len(e.data) != 0 {
 				return decodeError("ServerHello", "session_ticket")
 			}
+		case extEncryptThenMAC:
+			if len(e.data) != 0 {
+				return decodeError("ServerHello", "encrypt_then_mac")
+			}
+			if hs.suite.aead != aeadCBC {
+				// RFC 7366 §3: never with an AEAD suite.
+				return localAlert(alertIllegalParameter, fmt.Errorf("ServerHello: encrypt_then_mac with %v", hs.suite.id))
+			}
+			hs.etm = true
 		case extConnectionID:
 			peer, err := parseConnectionID(e.data)
 			if err != nil {

@@ -174,7 +174,7 @@ func (hs *serverHandshakeState) resume(ctx context.Context) error {
 		fl.addPrepared(it)
 	}
 	ms := st.MasterSecret[:]
-	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random, hs.ch.etmWith(hs.suite)); err != nil {
 		return err
 	}
 	if err := fl.finish(ms); err != nil {
@@ -403,7 +403,7 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 		return localAlert(alertInternalError, err)
 	}
 	hs.masterSecret = ms
-	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random); err != nil {
+	if err := c.setSessionKeys(hs.suite, ms, hs.hello.random, hs.random, hs.ch.etmWith(hs.suite)); err != nil {
 		return err
 	}
 	if hs.clientKey != nil {
@@ -495,6 +495,9 @@ func serverHelloFor(ch *clientHelloInfo, random [32]byte, suite *cipherSuite, em
 	}
 	if ems {
 		sh.extensions = append(sh.extensions, extension{extExtendedMasterSecret, nil})
+	}
+	if ch.etmWith(suite) {
+		sh.extensions = append(sh.extensions, extension{extEncryptThenMAC, nil})
 	}
 	if ch.renegInfo {
 		sh.extensions = append(sh.extensions, extension{extRenegotiationInfo, marshalRenegotiationInfo(nil)})

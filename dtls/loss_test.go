@@ -36,6 +36,16 @@ var handshakeKinds = []handshakeKind{
 	{"ECDHE-ECDSA-CCM8", func(tc testCert) *Config { return &Config{Certificates: []tls.Certificate{tc.cert}} }, func(tc testCert) *Config {
 		return &Config{RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8}}
 	}},
+	// CBC with encrypt-then-MAC (both sides are ours), and ECDHE over X25519.
+	{"PSK-CBC", func(testCert) *Config { return pskServerConfig() }, func(testCert) *Config {
+		c := pskClientConfig()
+		c.CipherSuites = []CipherSuiteID{TLS_PSK_WITH_AES_128_CBC_SHA256}
+		return c
+	}},
+	{"ECDHE-ECDSA-CBC-X25519", func(tc testCert) *Config { return &Config{Certificates: []tls.Certificate{tc.cert}} }, func(tc testCert) *Config {
+		return &Config{RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256},
+			CurvePreferences: []CurveID{CurveX25519, CurveP256}}
+	}},
 }
 
 // echoUnderLoss sends msg until its echo comes back: application data is

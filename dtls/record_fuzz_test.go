@@ -259,7 +259,7 @@ var (
 )
 
 func fuzzCipher(isClient bool) recordCipher {
-	rc, _, err := fuzzSuite.newCipher(fuzzMasterSecret, fuzzClientRandom[:], fuzzServerRandom[:], isClient)
+	rc, _, err := fuzzSuite.newCipher(fuzzMasterSecret, fuzzClientRandom[:], fuzzServerRandom[:], isClient, false)
 	if err != nil {
 		panic(err)
 	}

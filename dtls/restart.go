@@ -122,6 +122,9 @@ func (c *Conn) exportState() ([]byte, bool) {
 	if st.Negotiated {
 		flags |= 4
 	}
+	if st.EncryptThenMAC {
+		flags |= 8
+	}
 	var b cryptobyte.Builder
 	b.AddUint8(savedConnVersion)
 	b.AddUint16(uint16(c.suite.id))
@@ -208,19 +211,22 @@ func (l *Listener) importState(rec []byte) (*Conn, error) {
 	var block []byte
 	var writeSeq, readSeq uint64
 	var localCID, peerCID, addrBytes, identity, serverName cryptobyte.String
-	if !s.ReadUint8(&version) || version != savedConnVersion || !s.ReadUint16(&suiteID) || !s.ReadBytes(&block, keyBlockLen) ||
+	if !s.ReadUint8(&version) || version != savedConnVersion || !s.ReadUint16(&suiteID) {
+		return nil, errSavedConnection
+	}
+	suite := cipherSuiteByID(suiteID)
+	if suite == nil || !s.ReadBytes(&block, suite.keyBlockLen()) ||
 		!s.ReadUint48(&writeSeq) || !s.ReadUint48(&readSeq) ||
 		!s.ReadUint8LengthPrefixed(&localCID) || !s.ReadUint8LengthPrefixed(&peerCID) || !s.ReadUint8LengthPrefixed(&addrBytes) ||
 		!s.ReadUint8(&flags) || !s.ReadUint8(&resumption) ||
 		!s.ReadUint16LengthPrefixed(&identity) || !s.ReadUint8LengthPrefixed(&serverName) || !s.Empty() {
 		return nil, errSavedConnection
 	}
-	suite := cipherSuiteByID(suiteID)
 	var ap netip.AddrPort
-	if suite == nil || ap.UnmarshalBinary(addrBytes) != nil || (len(localCID) > 0 && len(localCID) != l.cidLen) {
+	if ap.UnmarshalBinary(addrBytes) != nil || (len(localCID) > 0 && len(localCID) != l.cidLen) {
 		return nil, errSavedConnection
 	}
-	rc, err := suite.cipherFromKeys(block, false)
+	rc, err := suite.cipherFromKeys(block, false, flags&8 != 0)
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +242,7 @@ func (l *Listener) importState(rec []byte) (*Conn, error) {
 	c.state.ExtendedMasterSecret = flags&1 != 0
 	c.state.Resumed = flags&2 != 0
 	c.state.Negotiated = flags&4 != 0
+	c.state.EncryptThenMAC = flags&8 != 0
 	c.state.Resumption = negotiation.Type(resumption)
 	c.state.PSKIdentity = append([]byte(nil), identity...)
 	c.state.ServerName = string(serverName)

@@ -88,7 +88,7 @@ func BenchmarkSaveRestore100k(b *testing.B) {
 		}
 		addr := l.Addr().(*net.UDPAddr)
 		// Established connections, made the way a restore makes them.
-		block := make([]byte, keyBlockLen)
+		block := make([]byte, cipherSuiteByID(uint16(TLS_PSK_WITH_AES_128_CCM_8)).keyBlockLen())
 		for j := 0; j < n; j++ {
 			var rec cryptobyte.Builder
 			ap := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 2 + byte(j>>16), byte(j >> 8), byte(j)}), 40000)

@@ -80,10 +80,11 @@ func (hs *clientHandshakeState) buildHello() error {
 		return localAlert(alertInternalError, err)
 	}
 	hello := &clientHelloMsg{vers: versionDTLS12, random: random, compressionMethods: []uint8{0}}
-	ecdhe := false
+	ecdhe, cbc := false, false
 	for _, s := range c.cfg.suites(true) {
 		hello.cipherSuites = append(hello.cipherSuites, uint16(s.id))
 		ecdhe = ecdhe || s.kx == kxECDHE
+		cbc = cbc || s.aead == aeadCBC
 	}
 	if ecdhe {
 		hello.extensions = append(hello.extensions,
@@ -105,6 +106,10 @@ func (hs *clientHandshakeState) buildHello() error {
 			}
 			hello.extensions = append(hello.extensions, extension{extClientCertType, marshalCertTypes(types)})
 		}
+	}
+	if cbc {
+		// RFC 7366: CBC records encrypt-then-MAC wherever the server can.
+		hello.extensions = append(hello.extensions, extension{extEncryptThenMAC, nil})
 	}
 	if c.cfg.ExtendedMasterSecret != DisableExtendedMasterSecret {
 		hello.extensions = append(hello.extensions, extension{extExtendedMasterSecret, nil})

@@ -295,7 +295,7 @@ func (e *rawEnd) deriveKeys(preMaster []byte) {
 // records that came early.
 func (e *rawEnd) useMasterSecret(ms []byte) {
 	e.t.Helper()
-	rc, _, err := e.suite.newCipher(ms, e.hello.random[:], e.serverRandom[:], e.isClient)
+	rc, _, err := e.suite.newCipher(ms, e.hello.random[:], e.serverRandom[:], e.isClient, false)
 	if err != nil {
 		e.t.Fatal(err)
 	}
