@@ -26,6 +26,7 @@ const (
 	TLS_ECDHE_ECDSA_WITH_AES_128_CCM        CipherSuiteID = 0xC0AC //nolint:revive
 	TLS_PSK_WITH_AES_128_CBC_SHA256         CipherSuiteID = 0x00AE //nolint:revive
 	TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 CipherSuiteID = 0xC023 //nolint:revive
+	TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256   CipherSuiteID = 0xC037 //nolint:revive
 )
 
 // scsvRenegotiation is TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746).
@@ -36,7 +37,14 @@ type keyExchange uint8
 const (
 	kxPSK keyExchange = iota
 	kxECDHE
+	kxECDHEPSK // RFC 5489: ephemeral ECDH authenticated by the PSK
 )
+
+// usesPSK reports a suite authenticated by a pre-shared key.
+func (s *cipherSuite) usesPSK() bool { return s.kx == kxPSK || s.kx == kxECDHEPSK }
+
+// ephemeral reports a suite with an ECDHE exchange, which needs a group.
+func (s *cipherSuite) ephemeral() bool { return s.kx == kxECDHE || s.kx == kxECDHEPSK }
 
 // recordAEAD is the record protection of a suite.
 type recordAEAD uint8
@@ -68,6 +76,7 @@ var cipherSuites = []*cipherSuite{
 	{TLS_ECDHE_ECDSA_WITH_AES_128_CCM, "TLS_ECDHE_ECDSA_WITH_AES_128_CCM", "ECDHE-ECDSA-AES128-CCM", kxECDHE, aeadCCM, 8 + 16},
 	{TLS_PSK_WITH_AES_128_CBC_SHA256, "TLS_PSK_WITH_AES_128_CBC_SHA256", "PSK-AES128-CBC-SHA256", kxPSK, aeadCBC, 16 + 32 + 16},
 	{TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA-AES128-SHA256", kxECDHE, aeadCBC, 16 + 32 + 16},
+	{TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256", "ECDHE-PSK-AES128-CBC-SHA256", kxECDHEPSK, aeadCBC, 16 + 32 + 16},
 }
 
 func cipherSuiteByID(id uint16) *cipherSuite {

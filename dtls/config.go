@@ -412,7 +412,7 @@ func (c *Config) suites(isClient bool) []*cipherSuite {
 			continue
 		}
 		switch s.kx {
-		case kxPSK:
+		case kxPSK, kxECDHEPSK:
 			if c.PSK == nil {
 				continue
 			}

@@ -51,6 +51,7 @@ type clientHandshakeState struct {
 	serverCerts []*x509.Certificate
 	serverKey   crypto.PublicKey // the key that signs ServerKeyExchange
 	ske         *serverKeyExchangeECDHEMsg
+	skePSK      *serverKeyExchangeECDHEPSKMsg // ECDHE_PSK (RFC 5489)
 	certReq     *certificateRequestMsg
 	pskHint     []byte
 }
@@ -243,14 +244,17 @@ func (hs *clientHandshakeState) resumeClientState(ctx context.Context) error {
 }
 
 // readServerFlight reads the rest of flight 4 of a full handshake:
-// Certificate and ServerKeyExchange (ECDHE), or an optional
-// ServerKeyExchange with a PSK hint; an optional CertificateRequest; and
+// Certificate and ServerKeyExchange (ECDHE), the unsigned ServerKeyExchange
+// (ECDHE_PSK), or an optional ServerKeyExchange with a PSK hint; an optional CertificateRequest; and
 // ServerHelloDone.
 func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 	c := hs.c
 	first := "ServerHelloDone"
-	if hs.suite.kx == kxECDHE {
+	switch hs.suite.kx {
+	case kxECDHE:
 		first = "Certificate"
+	case kxECDHEPSK:
+		first = "ServerKeyExchange"
 	}
 	hm, err := c.readHandshake(ctx, first)
 	if err != nil {
@@ -284,6 +288,21 @@ func (hs *clientHandshakeState) readServerFlight(ctx context.Context) error {
 		if err := verifyServerKeyExchange(hs.serverKey, hs, hs.ske); err != nil {
 			return err
 		}
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+		if hm, err = c.readHandshake(ctx, "ServerHelloDone"); err != nil {
+			return err
+		}
+	} else if hs.suite.kx == kxECDHEPSK {
+		// RFC 5489 §2: the ServerKeyExchange is always there, unsigned;
+		// the PSK authenticates the exchange through the Finished.
+		hs.skePSK = &serverKeyExchangeECDHEPSKMsg{}
+		if err := parseAs(hm, hs.skePSK, "ServerKeyExchange"); err != nil {
+			return err
+		}
+		if !offered(c.cfg.curves(), CurveID(hs.skePSK.namedCurve)) {
+			return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: named_curve %d was not offered", hs.skePSK.namedCurve))
+		}
+		hs.pskHint = hs.skePSK.identityHint
 		c.addTranscript(hm.typ, hm.seq, hm.body)
 		if hm, err = c.readHandshake(ctx, "ServerHelloDone"); err != nil {
 			return err
@@ -353,6 +372,25 @@ func (hs *clientHandshakeState) sendClientFlight() error {
 		c.state.PSKIdentity = c.cfg.PSKIdentityHint
 		c.state.PSKIdentityHint = hs.pskHint
 		if err := fl.add(&clientKeyExchangePSKMsg{identity: c.cfg.PSKIdentityHint}, 0); err != nil {
+			return err
+		}
+	case kxECDHEPSK:
+		psk, err := c.cfg.PSK(hs.pskHint)
+		if err != nil {
+			return localAlert(alertInternalError, fmt.Errorf("PSK callback: %w", err))
+		}
+		curve, _ := pionCurve(CurveID(hs.skePSK.namedCurve)) // checked in readServerFlight
+		c.state.Curve = CurveID(hs.skePSK.namedCurve)
+		kp, err := pionelliptic.GenerateKeypair(curve)
+		if err != nil {
+			return localAlert(alertInternalError, err)
+		}
+		if preMaster, err = prf.EcdhePSKPreMasterSecret(psk, hs.skePSK.publicKey, kp.PrivateKey, curve); err != nil {
+			return localAlert(alertIllegalParameter, fmt.Errorf("ServerKeyExchange: public key: %w", err))
+		}
+		c.state.PSKIdentity = c.cfg.PSKIdentityHint
+		c.state.PSKIdentityHint = hs.pskHint
+		if err := fl.add(&clientKeyExchangeECDHEPSKMsg{identity: c.cfg.PSKIdentityHint, publicKey: kp.PublicKey}, 0); err != nil {
 			return err
 		}
 	case kxECDHE:

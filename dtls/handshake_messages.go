@@ -131,6 +131,8 @@ var (
 	_ handshakeMessage = (*serverHelloDoneMsg)(nil)
 	_ handshakeMessage = (*clientKeyExchangePSKMsg)(nil)
 	_ handshakeMessage = (*clientKeyExchangeECDHEMsg)(nil)
+	_ handshakeMessage = (*serverKeyExchangeECDHEPSKMsg)(nil)
+	_ handshakeMessage = (*clientKeyExchangeECDHEPSKMsg)(nil)
 	_ handshakeMessage = (*certificateVerifyMsg)(nil)
 	_ handshakeMessage = (*finishedMsg)(nil)
 	_ handshakeMessage = (*newSessionTicketMsg)(nil)
@@ -722,6 +724,116 @@ func (m *serverKeyExchangePSKMsg) marshal() ([]byte, error) {
 
 func (m *serverKeyExchangePSKMsg) unmarshal(data []byte) error {
 	return hsUnmarshalOpaque16("ServerKeyExchange", "psk_identity_hint", data, &m.identityHint)
+}
+
+// serverKeyExchangeECDHEPSKMsg is the ServerKeyExchange of ECDHE_PSK
+// (RFC 5489 §2): the hint, then the unsigned ECDH parameters (ECParameters
+// and ECPoint as in serverKeyExchangeECDHEMsg). It is always sent.
+//
+//	struct {
+//	    select (KeyExchangeAlgorithm) {
+//	        case ec_diffie_hellman_psk:  /* NEW */
+//	            opaque psk_identity_hint<0..2^16-1>;
+//	            ServerECDHParams params;
+//	    };
+//	} ServerKeyExchange;
+type serverKeyExchangeECDHEPSKMsg struct {
+	identityHint []byte // <0..2^16-1>
+	namedCurve   uint16 // curve_type must be named_curve(3)
+	publicKey    []byte // ECPoint <1..2^8-1>
+}
+
+func (m *serverKeyExchangeECDHEPSKMsg) typ() uint8 { return typeServerKeyExchange }
+
+func (m *serverKeyExchangeECDHEPSKMsg) marshal() ([]byte, error) {
+	const msg = "ServerKeyExchange"
+	if len(m.identityHint) > hsMaxUint16Len {
+		return nil, hsLengthError(msg, "psk_identity_hint", len(m.identityHint))
+	}
+	params := (&serverKeyExchangeECDHEMsg{namedCurve: m.namedCurve, publicKey: m.publicKey}).params()
+	if params == nil {
+		return nil, hsLengthError(msg, "public", len(m.publicKey))
+	}
+	var b cryptobyte.Builder
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.identityHint) })
+	b.AddBytes(params)
+	return hsBuild(msg, &b)
+}
+
+func (m *serverKeyExchangeECDHEPSKMsg) unmarshal(data []byte) error {
+	const msg = "ServerKeyExchange"
+	var p serverKeyExchangeECDHEPSKMsg
+	s := cryptobyte.String(data)
+	if !hsReadOpaque16(&s, &p.identityHint) {
+		return decodeError(msg, "psk_identity_hint")
+	}
+	var curveType uint8
+	if !s.ReadUint8(&curveType) || curveType != hsCurveTypeNamedCurve {
+		return decodeError(msg, "curve_type")
+	}
+	if !s.ReadUint16(&p.namedCurve) {
+		return decodeError(msg, "namedcurve")
+	}
+	if !hsReadOpaque8(&s, &p.publicKey) || len(p.publicKey) == 0 {
+		return decodeError(msg, "public")
+	}
+	if !s.Empty() {
+		return decodeError(msg, "trailing_data")
+	}
+	*m = p
+	return nil
+}
+
+// clientKeyExchangeECDHEPSKMsg is the ClientKeyExchange of ECDHE_PSK
+// (RFC 5489 §2): the identity, then the client's ephemeral point.
+//
+//	struct {
+//	    select (KeyExchangeAlgorithm) {
+//	        case ec_diffie_hellman_psk:  /* NEW */
+//	            opaque psk_identity<0..2^16-1>;
+//	            ClientECDiffieHellmanPublic public;
+//	    } exchange_keys;
+//	} ClientKeyExchange;
+//
+//	struct {
+//	    opaque ecdh_Yc<1..2^8-1>;  /* explicit ECDH, as ECPoint */
+//	} ClientECDiffieHellmanPublic;
+type clientKeyExchangeECDHEPSKMsg struct {
+	identity  []byte // <0..2^16-1>
+	publicKey []byte // <1..2^8-1>
+}
+
+func (m *clientKeyExchangeECDHEPSKMsg) typ() uint8 { return typeClientKeyExchange }
+
+func (m *clientKeyExchangeECDHEPSKMsg) marshal() ([]byte, error) {
+	const msg = "ClientKeyExchange"
+	if len(m.identity) > hsMaxUint16Len {
+		return nil, hsLengthError(msg, "psk_identity", len(m.identity))
+	}
+	if len(m.publicKey) < 1 || len(m.publicKey) > hsMaxUint8Len {
+		return nil, hsLengthError(msg, "ecdh_Yc", len(m.publicKey))
+	}
+	var b cryptobyte.Builder
+	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.identity) })
+	b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.publicKey) })
+	return hsBuild(msg, &b)
+}
+
+func (m *clientKeyExchangeECDHEPSKMsg) unmarshal(data []byte) error {
+	const msg = "ClientKeyExchange"
+	var p clientKeyExchangeECDHEPSKMsg
+	s := cryptobyte.String(data)
+	if !hsReadOpaque16(&s, &p.identity) {
+		return decodeError(msg, "psk_identity")
+	}
+	if !hsReadOpaque8(&s, &p.publicKey) || len(p.publicKey) == 0 {
+		return decodeError(msg, "ecdh_Yc")
+	}
+	if !s.Empty() {
+		return decodeError(msg, "trailing_data")
+	}
+	*m = p
+	return nil
 }
 
 // hsMarshalOpaque16 encodes a message whose body is one opaque<0..2^16-1>

@@ -39,6 +39,8 @@ var messageFuzzTargets = []messageFuzzTarget{
 	{"FuzzParseCertificateVerify", func() handshakeMessage { return new(certificateVerifyMsg) }},
 	{"FuzzParseFinished", func() handshakeMessage { return new(finishedMsg) }},
 	{"FuzzParseNewSessionTicket", func() handshakeMessage { return new(newSessionTicketMsg) }},
+	{"FuzzParseServerKeyExchangeECDHEPSK", func() handshakeMessage { return new(serverKeyExchangeECDHEPSKMsg) }},
+	{"FuzzParseClientKeyExchangeECDHEPSK", func() handshakeMessage { return new(clientKeyExchangeECDHEPSKMsg) }},
 }
 
 // hsFuzzSeed is one named seed input.
@@ -160,6 +162,14 @@ func FuzzParseFinished(f *testing.F) { fuzzHandshakeMessage(f, messageFuzzTarget
 
 func FuzzParseNewSessionTicket(f *testing.F) {
 	fuzzHandshakeMessage(f, messageFuzzTargets[12].newMsg)
+}
+
+func FuzzParseServerKeyExchangeECDHEPSK(f *testing.F) {
+	fuzzHandshakeMessage(f, messageFuzzTargets[13].newMsg)
+}
+
+func FuzzParseClientKeyExchangeECDHEPSK(f *testing.F) {
+	fuzzHandshakeMessage(f, messageFuzzTargets[14].newMsg)
 }
 
 // FuzzParseHelloExtensionPayloads runs every typed extension_data parser on

@@ -111,6 +111,8 @@ func handshakeMessageSamples() []handshakeMessageSample {
 		}},
 		{"ServerKeyExchangePSK/hint", &serverKeyExchangePSKMsg{identityHint: []byte("gateway-7")}},
 		{"ServerKeyExchangePSK/empty", &serverKeyExchangePSKMsg{}},
+		{"ServerKeyExchangeECDHEPSK/hint-x25519", &serverKeyExchangeECDHEPSKMsg{identityHint: []byte("gw"), namedCurve: 29, publicKey: hsSeq(0x20, 32)}},
+		{"ServerKeyExchangeECDHEPSK/no-hint-p256", &serverKeyExchangeECDHEPSKMsg{namedCurve: 23, publicKey: append([]byte{4}, hsSeq(0x11, 64)...)}},
 		{"CertificateRequest/authorities", &certificateRequestMsg{
 			certificateTypes:    []uint8{64, 1},
 			signatureAlgorithms: []uint16{0x0403, 0x0401},
@@ -125,6 +127,8 @@ func handshakeMessageSamples() []handshakeMessageSample {
 		{"ClientKeyExchangePSK/empty", &clientKeyExchangePSKMsg{}},
 		{"ClientKeyExchangeECDHE/p256", &clientKeyExchangeECDHEMsg{publicKey: append([]byte{4}, hsSeq(0x51, 64)...)}},
 		{"ClientKeyExchangeECDHE/x25519", &clientKeyExchangeECDHEMsg{publicKey: hsSeq(0x61, 32)}},
+		{"ClientKeyExchangeECDHEPSK/identity-x25519", &clientKeyExchangeECDHEPSKMsg{identity: []byte("device-0042"), publicKey: hsSeq(0x61, 32)}},
+		{"ClientKeyExchangeECDHEPSK/empty-identity", &clientKeyExchangeECDHEPSKMsg{publicKey: append([]byte{4}, hsSeq(0x51, 64)...)}},
 		{"CertificateVerify/ecdsa", &certificateVerifyMsg{sigAlg: 0x0403, signature: hsSeq(0x30, 70)}},
 		{"CertificateVerify/empty", &certificateVerifyMsg{sigAlg: 0x0401}},
 		{"Finished", &finishedMsg{verifyData: hsSeq(0xe0, 12)}},
@@ -172,7 +176,8 @@ func TestHandshakeMessageRoundTrip(t *testing.T) {
 		"CertificateRequest": typeCertificateRequest, "ServerHelloDone": typeServerHelloDone,
 		"ClientKeyExchangePSK": typeClientKeyExchange, "ClientKeyExchangeECDHE": typeClientKeyExchange,
 		"CertificateVerify": typeCertificateVerify, "Finished": typeFinished,
-		"NewSessionTicket": typeNewSessionTicket,
+		"NewSessionTicket":          typeNewSessionTicket,
+		"ServerKeyExchangeECDHEPSK": typeServerKeyExchange, "ClientKeyExchangeECDHEPSK": typeClientKeyExchange,
 	}
 	for _, s := range handshakeMessageSamples() {
 		t.Run(s.name, func(t *testing.T) {
@@ -327,6 +332,8 @@ func TestHandshakeMessageMalformed(t *testing.T) {
 	shd := func() handshakeMessage { return new(serverHelloDoneMsg) }
 	ckePSK := func() handshakeMessage { return new(clientKeyExchangePSKMsg) }
 	ckeEC := func() handshakeMessage { return new(clientKeyExchangeECDHEMsg) }
+	skeECPSK := func() handshakeMessage { return new(serverKeyExchangeECDHEPSKMsg) }
+	ckeECPSK := func() handshakeMessage { return new(clientKeyExchangeECDHEPSKMsg) }
 	cv := func() handshakeMessage { return new(certificateVerifyMsg) }
 	fin := func() handshakeMessage { return new(finishedMsg) }
 	nst := func() handshakeMessage { return new(newSessionTicketMsg) }
@@ -432,6 +439,15 @@ func TestHandshakeMessageMalformed(t *testing.T) {
 		{"ClientKeyExchangeECDHE/empty-point", ckeEC, "00"},
 		{"ClientKeyExchangeECDHE/overrun", ckeEC, "05 aabb"},
 		{"ClientKeyExchangeECDHE/trailing", ckeEC, "01 04 00"},
+		{"ServerKeyExchangeECDHEPSK/empty", skeECPSK, ""},
+		{"ServerKeyExchangeECDHEPSK/hint-overrun", skeECPSK, "0005 6162"},
+		{"ServerKeyExchangeECDHEPSK/curve_type", skeECPSK, "0000 01 0017 01 04"},
+		{"ServerKeyExchangeECDHEPSK/empty-point", skeECPSK, "0000 03 001d 00"},
+		{"ServerKeyExchangeECDHEPSK/trailing", skeECPSK, "0000 03 001d 01 04 00"},
+		{"ClientKeyExchangeECDHEPSK/empty", ckeECPSK, ""},
+		{"ClientKeyExchangeECDHEPSK/no-point", ckeECPSK, "0001 61"},
+		{"ClientKeyExchangeECDHEPSK/empty-point", ckeECPSK, "0001 61 00"},
+		{"ClientKeyExchangeECDHEPSK/trailing", ckeECPSK, "0001 61 01 04 00"},
 
 		{"CertificateVerify/empty", cv, ""},
 		{"CertificateVerify/algorithm-cut", cv, "04"},
@@ -667,6 +683,10 @@ func TestHandshakeMessageMarshalErrors(t *testing.T) {
 		{"ClientKeyExchangePSK/identity", &clientKeyExchangePSKMsg{identity: make([]byte, 65536)}, "ClientKeyExchange: psk_identity"},
 		{"ClientKeyExchangeECDHE/empty-point", &clientKeyExchangeECDHEMsg{}, "ClientKeyExchange: ecdh_Yc"},
 		{"ClientKeyExchangeECDHE/long-point", &clientKeyExchangeECDHEMsg{publicKey: make([]byte, 256)}, "ClientKeyExchange: ecdh_Yc"},
+		{"ServerKeyExchangeECDHEPSK/hint", &serverKeyExchangeECDHEPSKMsg{identityHint: make([]byte, 65536), publicKey: []byte{4}}, "ServerKeyExchange: psk_identity_hint"},
+		{"ServerKeyExchangeECDHEPSK/empty-point", &serverKeyExchangeECDHEPSKMsg{}, "ServerKeyExchange: public"},
+		{"ClientKeyExchangeECDHEPSK/identity", &clientKeyExchangeECDHEPSKMsg{identity: make([]byte, 65536), publicKey: []byte{4}}, "ClientKeyExchange: psk_identity"},
+		{"ClientKeyExchangeECDHEPSK/empty-point", &clientKeyExchangeECDHEPSKMsg{}, "ClientKeyExchange: ecdh_Yc"},
 		{"CertificateVerify/signature", &certificateVerifyMsg{signature: make([]byte, 65536)}, "CertificateVerify: signature"},
 		{"Finished/short", &finishedMsg{verifyData: make([]byte, 11)}, "Finished: verify_data"},
 		{"Finished/nil", &finishedMsg{}, "Finished: verify_data"},

@@ -240,7 +240,7 @@ func (hs *serverHandshakeState) selectSuite() error {
 		hs.clientCertType, _ = chooseCertType(ch.clientCertTypes, c.cfg.acceptsRawPublicKeys(false), true)
 	}
 	for _, s := range c.cfg.suites(false) {
-		if !offered(hs.hello.cipherSuites, uint16(s.id)) || (s.kx == kxECDHE && !ecdhe) {
+		if !offered(hs.hello.cipherSuites, uint16(s.id)) || (s.kx == kxECDHE && !ecdhe) || (s.kx == kxECDHEPSK && hs.curve == 0) {
 			continue
 		}
 		hs.suite = s
@@ -283,8 +283,9 @@ func (hs *serverHandshakeState) selectSuite() error {
 }
 
 // sendServerFlight sends flight 4: ServerHello, then Certificate,
-// ServerKeyExchange and [CertificateRequest] (ECDHE) or an optional
-// ServerKeyExchange with the PSK hint, then ServerHelloDone.
+// ServerKeyExchange and [CertificateRequest] (ECDHE), the unsigned
+// ServerKeyExchange with the hint and the ECDH parameters (ECDHE_PSK), or an
+// optional ServerKeyExchange with the PSK hint, then ServerHelloDone.
 func (hs *serverHandshakeState) sendServerFlight() error {
 	c := hs.c
 	fl := c.newFlight()
@@ -342,6 +343,18 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 				return err
 			}
 		}
+	case kxECDHEPSK:
+		// RFC 5489 §2: always sent, unsigned, the hint possibly empty.
+		curve, _ := pionCurve(hs.curve)
+		var err error
+		if hs.keyPair, err = pionelliptic.GenerateKeypair(curve); err != nil {
+			return localAlert(alertInternalError, err)
+		}
+		c.state.Curve = hs.curve
+		ske := &serverKeyExchangeECDHEPSKMsg{identityHint: c.cfg.PSKIdentityHint, namedCurve: uint16(hs.curve), publicKey: hs.keyPair.PublicKey}
+		if err := fl.add(ske, 0); err != nil {
+			return err
+		}
 	}
 	if err := fl.add(&serverHelloDoneMsg{}, 0); err != nil {
 		return err
@@ -367,24 +380,26 @@ func (hs *serverHandshakeState) readClientFlight(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		// Recorded before it is checked, so that a failure's report can
-		// name the identity the client claimed.
-		c.state.PSKIdentity = cke.identity
-		psk, err := c.cfg.PSK(cke.identity)
-		if err != nil || len(psk) == 0 {
-			if c.cfg.RevealUnknownPSKIdentity {
-				return localAlert(alertUnknownPSKIdentity, errors.New("ClientKeyExchange: unknown PSK identity"))
-			}
-			// Go on with a key nobody knows: the client's Finished then
-			// fails as under a wrong key (RFC 4279 §2).
-			hs.unknownIdentity = true
-			psk = make([]byte, 32)
-			if _, err := rand.Read(psk); err != nil {
-				return localAlert(alertInternalError, err)
-			}
+		psk, err := hs.lookupPSK(cke.identity)
+		if err != nil {
+			return err
 		}
 		preMaster = prf.PSKPreMasterSecret(psk)
-		c.state.PSKIdentityHint = c.cfg.PSKIdentityHint
+		c.addTranscript(hm.typ, hm.seq, hm.body)
+	case kxECDHEPSK:
+		var cke clientKeyExchangeECDHEPSKMsg
+		hm, err := c.expect(ctx, &cke, "ClientKeyExchange")
+		if err != nil {
+			return err
+		}
+		psk, err := hs.lookupPSK(cke.identity)
+		if err != nil {
+			return err
+		}
+		curve, _ := pionCurve(hs.curve)
+		if preMaster, err = prf.EcdhePSKPreMasterSecret(psk, cke.publicKey, hs.keyPair.PrivateKey, curve); err != nil {
+			return localAlert(alertIllegalParameter, fmt.Errorf("ClientKeyExchange: public key: %w", err))
+		}
 		c.addTranscript(hm.typ, hm.seq, hm.body)
 	case kxECDHE:
 		var cke clientKeyExchangeECDHEMsg
@@ -484,6 +499,30 @@ func (hs *serverHandshakeState) readClientTicket(ctx context.Context, allowed bo
 	return nst, nil
 }
 
+// lookupPSK finds the key of the identity a ClientKeyExchange names. An
+// unknown identity gets a random key, so that the client's Finished fails
+// as under a wrong key (RFC 4279 §2), unless RevealUnknownPSKIdentity.
+func (hs *serverHandshakeState) lookupPSK(identity []byte) ([]byte, error) {
+	c := hs.c
+	// Recorded before it is checked, so that a failure's report can name
+	// the identity the client claimed.
+	c.state.PSKIdentity = identity
+	c.state.PSKIdentityHint = c.cfg.PSKIdentityHint
+	psk, err := c.cfg.PSK(identity)
+	if err == nil && len(psk) > 0 {
+		return psk, nil
+	}
+	if c.cfg.RevealUnknownPSKIdentity {
+		return nil, localAlert(alertUnknownPSKIdentity, errors.New("ClientKeyExchange: unknown PSK identity"))
+	}
+	hs.unknownIdentity = true
+	psk = make([]byte, 32)
+	if _, err := rand.Read(psk); err != nil {
+		return nil, localAlert(alertInternalError, err)
+	}
+	return psk, nil
+}
+
 // serverHelloFor builds the ServerHello that answers ch.
 //
 // cid is the server's connection ID when the client offered the extension
@@ -502,7 +541,7 @@ func serverHelloFor(ch *clientHelloInfo, random [32]byte, suite *cipherSuite, em
 	if ch.renegInfo {
 		sh.extensions = append(sh.extensions, extension{extRenegotiationInfo, marshalRenegotiationInfo(nil)})
 	}
-	if ch.pointFormats && suite.kx == kxECDHE {
+	if ch.pointFormats && suite.ephemeral() {
 		sh.extensions = append(sh.extensions, extension{extECPointFormats, marshalECPointFormats([]uint8{0})})
 	}
 	return sh

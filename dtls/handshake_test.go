@@ -124,7 +124,7 @@ func TestHandshakeOwnPeers(t *testing.T) {
 	for _, suite := range CipherSuites() {
 		t.Run(suite.String(), func(t *testing.T) {
 			var scfg, ccfg *Config
-			if cipherSuiteByID(uint16(suite)).kx == kxPSK {
+			if cipherSuiteByID(uint16(suite)).usesPSK() {
 				scfg, ccfg = pskServerConfig(), pskClientConfig()
 			} else {
 				scfg = &Config{Certificates: []tls.Certificate{tc.cert}}

@@ -42,6 +42,13 @@ var handshakeKinds = []handshakeKind{
 		c.CipherSuites = []CipherSuiteID{TLS_PSK_WITH_AES_128_CBC_SHA256}
 		return c
 	}},
+	// ECDHE_PSK (RFC 5489) over P-384.
+	{"ECDHE-PSK-CBC-P384", func(testCert) *Config { return pskServerConfig() }, func(testCert) *Config {
+		c := pskClientConfig()
+		c.CipherSuites = []CipherSuiteID{TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256}
+		c.CurvePreferences = []CurveID{CurveP384}
+		return c
+	}},
 	{"ECDHE-ECDSA-CBC-X25519", func(tc testCert) *Config { return &Config{Certificates: []tls.Certificate{tc.cert}} }, func(tc testCert) *Config {
 		return &Config{RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256},
 			CurvePreferences: []CurveID{CurveX25519, CurveP256}}

@@ -49,6 +49,9 @@ func TestRestartKeepsConnections(t *testing.T) {
 					t.Fatal("the second connection did not resume")
 				}
 				echoOnce(t, c, "before the restart")
+				// The first connection's close_notify may still be on its
+				// way: save once the server holds only the second.
+				waitFor(t, "the first connection to close on the server", func() bool { return l.Stats().Connections == 1 })
 				n, err := l.SaveConnections(context.Background(), store)
 				if err != nil || n != 1 {
 					t.Fatalf("saved %d connections: %v", n, err)

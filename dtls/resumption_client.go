@@ -80,17 +80,20 @@ func (hs *clientHandshakeState) buildHello() error {
 		return localAlert(alertInternalError, err)
 	}
 	hello := &clientHelloMsg{vers: versionDTLS12, random: random, compressionMethods: []uint8{0}}
-	ecdhe, cbc := false, false
+	ephemeral, certs, cbc := false, false, false
 	for _, s := range c.cfg.suites(true) {
 		hello.cipherSuites = append(hello.cipherSuites, uint16(s.id))
-		ecdhe = ecdhe || s.kx == kxECDHE
+		ephemeral = ephemeral || s.ephemeral()
+		certs = certs || s.kx == kxECDHE
 		cbc = cbc || s.aead == aeadCBC
 	}
-	if ecdhe {
+	if ephemeral {
 		hello.extensions = append(hello.extensions,
 			extension{extSupportedGroups, marshalSupportedGroups(c.cfg.curveCodes())},
-			extension{extECPointFormats, marshalECPointFormats([]uint8{0})},
-			extension{extSignatureAlgorithms, marshalSignatureAlgorithms(ecdsaSchemes)})
+			extension{extECPointFormats, marshalECPointFormats([]uint8{0})})
+	}
+	if certs {
+		hello.extensions = append(hello.extensions, extension{extSignatureAlgorithms, marshalSignatureAlgorithms(ecdsaSchemes)})
 		// RFC 7250: the certificate types this side takes and presents.
 		if c.cfg.acceptsRawPublicKeys(true) {
 			types := []uint8{certTypeRawPublicKey}

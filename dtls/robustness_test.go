@@ -642,7 +642,11 @@ func TestServerRejectsClientHello(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := startRawClient(t, l)
-			h := newClientHello(t, pskClientConfig())
+			// Only the plain PSK suite: no ECDHE extensions to collide with
+			// the ones the cases add.
+			cfg := pskClientConfig()
+			cfg.CipherSuites = []CipherSuiteID{TLS_PSK_WITH_AES_128_CCM_8}
+			h := newClientHello(t, cfg)
 			tc.mutate(h)
 			e.cookieExchange(h)
 			e.expectAlert(alertLevelFatal, tc.want)
@@ -1407,7 +1411,9 @@ func TestClientRejectsServerHello(t *testing.T) {
 		{"server_version newer than 1.2", nil, withSH(func(sh *serverHelloMsg) { sh.vers = 0xfefc }), alertProtocolVersion},
 		{"server_version TLS 1.2", nil, withSH(func(sh *serverHelloMsg) { sh.vers = 0x0303 }), alertProtocolVersion},
 		{"compression_method deflate", nil, withSH(func(sh *serverHelloMsg) { sh.compressionMethod = 1 }), alertIllegalParameter},
-		{"ec_point_formats not offered", nil, withSH(func(sh *serverHelloMsg) {
+		{"ec_point_formats not offered", func(c *Config) {
+			c.CipherSuites = []CipherSuiteID{TLS_PSK_WITH_AES_128_CCM_8} // no ECDHE_PSK: no ec_point_formats
+		}, withSH(func(sh *serverHelloMsg) {
 			sh.extensions = []extension{{extECPointFormats, marshalECPointFormats([]uint8{0})}}
 		}), alertUnsupportedExtension},
 		{"session_ticket not offered", nil, withSH(func(sh *serverHelloMsg) {

@@ -180,11 +180,11 @@ func (c *Conn) sessionState(suite *cipherSuite, ms []byte, ems bool, created tim
 	if c.isClient {
 		// A client names the server: the hint it sent, if any.
 		pskID = c.state.PSKIdentityHint
-		if pskID == nil && suite.kx == kxPSK {
+		if pskID == nil && suite.usesPSK() {
 			pskID = []byte{}
 		}
 	}
-	if suite.kx != kxPSK {
+	if !suite.usesPSK() {
 		pskID = nil
 	}
 	peer, notAfter := peerIdentity(c.state.PeerCertificates, pskID)
@@ -257,7 +257,7 @@ func (c *Config) sessionBinding(raddr net.Addr) string {
 func (c *Config) pskOnlyClient() bool {
 	suites := c.suites(true)
 	for _, s := range suites {
-		if s.kx != kxPSK {
+		if !s.usesPSK() {
 			return false
 		}
 	}

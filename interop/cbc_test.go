@@ -24,6 +24,7 @@ import (
 var cbcSuites = []suiteCase{
 	{dtls.TLS_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256, true},
 	{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, 0, false}, // not in pion
+	{dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, true},
 }
 
 // cbcClientConfig is our client for suite sc against a peer that knows the
@@ -133,10 +134,8 @@ func TestCBCWithGnuTLS(t *testing.T) {
 	}
 	for _, sc := range cbcSuites {
 		for _, etm := range []bool{true, false} {
-			kx := "+ECDHE-ECDSA"
-			if sc.psk {
-				kx = "+PSK"
-			}
+			kx := map[dtls.CipherSuiteID]string{dtls.TLS_PSK_WITH_AES_128_CBC_SHA256: "+PSK",
+				dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: "+ECDHE-ECDSA", dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256: "+ECDHE-PSK"}[sc.ours]
 			priority := "NORMAL:-KX-ALL:" + kx + ":-CIPHER-ALL:+AES-128-CBC:-MAC-ALL:+SHA256"
 			if !etm {
 				priority += ":%NO_ETM"
@@ -161,6 +160,11 @@ func TestCBCWithGnuTLS(t *testing.T) {
 				checkCBC(t, "our client", c.ConnectionState(), sc, etm)
 			})
 			t.Run(name+"/gnutls client", func(t *testing.T) {
+				if sc.ours == dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 {
+					// gnutls-cli 3.7.9 dies of SIGSEGV right after an
+					// ECDHE-PSK handshake, against gnutls-serv as well.
+					t.Skip("gnutls-cli 3.7.9 crashes after ECDHE-PSK handshakes, whatever the server")
+				}
 				l, err := dtls.Listen("udp", loopback(), ourServerConfig(p, sc))
 				if err != nil {
 					t.Fatal(err)
@@ -191,16 +195,21 @@ func TestCBCWithGnuTLS(t *testing.T) {
 	}
 }
 
-// TestCBCWithPion: TLS_PSK_WITH_AES_128_CBC_SHA256 both ways against
+// TestCBCWithPion: the PSK and ECDHE_PSK CBC suites both ways against
 // pion/dtls v3 (MAC-then-encrypt: pion has no encrypt-then-MAC). Not with
 // connection IDs: pion v3.1.15 feeds the DTLSInnerPlaintext into a CBC
 // record's MAC twice, where RFC 9146 §5.1 has it once, so no RFC-conformant
 // peer can read its CBC records with a CID (docs/decisions.md, item 51);
 // dtls's own tests cover CBC with CIDs.
 func TestCBCWithPion(t *testing.T) {
-	sc := cbcSuites[0]
+	for _, sc := range []suiteCase{cbcSuites[0], cbcSuites[2]} {
+		testCBCWithPion(t, sc)
+	}
+}
+
+func testCBCWithPion(t *testing.T, sc suiteCase) {
 	for _, cid := range []int{0} {
-		t.Run(fmt.Sprintf("cid=%d/pion client", cid), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/cid=%d/pion client", sc.ours, cid), func(t *testing.T) {
 			scfg := &dtls.Config{PSK: func([]byte) ([]byte, error) { return psk, nil }}
 			ccfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, PSK: func([]byte) ([]byte, error) { return psk, nil },
 				PSKIdentityHint: []byte(pskIdentity), ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
@@ -232,7 +241,7 @@ func TestCBCWithPion(t *testing.T) {
 				t.Fatalf("CIDs: local %x", st.LocalCID)
 			}
 		})
-		t.Run(fmt.Sprintf("cid=%d/our client", cid), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%v/cid=%d/our client", sc.ours, cid), func(t *testing.T) {
 			scfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, PSK: func([]byte) ([]byte, error) { return psk, nil },
 				ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
 			ccfg := cbcClientConfig(sc, nil)

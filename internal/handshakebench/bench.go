@@ -48,6 +48,7 @@ var Kinds = []Kind{
 	{"full PSK-AES128-CCM", dtls.TLS_PSK_WITH_AES_128_CCM, piondtls.TLS_PSK_WITH_AES_128_CCM, true, negotiation.None, 0, 0},
 	{"full ECDHE-ECDSA-AES128-CCM", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, false, negotiation.None, 0, 0},
 	{"full PSK-AES128-CBC-SHA256", dtls.TLS_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256, true, negotiation.None, 0, 0},
+	{"full ECDHE-PSK-AES128-CBC-SHA256", dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, true, negotiation.None, 0, 0},
 	{"full ECDHE-ECDSA-AES128-CCM8 X25519", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None,
 		dtls.CurveX25519, pionelliptic.X25519},
 	{"full ECDHE-ECDSA-AES128-CCM8 P-384", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None,
