@@ -729,6 +729,21 @@ var nmKinds = []nmKind{
 			}
 		},
 	},
+	{
+		// A CBC suite (encrypt-then-MAC) over X25519.
+		name:   "ECDHE-CBC-X25519",
+		offers: []nmOffer{nmOffers[1], nmOffers[2], nmOffers[3], nmOffers[6], nmOffers[8]},
+		server: func(tc testCert, p []negotiation.Type) *Config {
+			return &Config{Certificates: []tls.Certificate{tc.cert}, SessionStore: newMapStore(), Resumption: p}
+		},
+		client: func(tc testCert, o nmOffer) *Config {
+			key := sha256.Sum256([]byte("nm client key/" + o.name))
+			return &Config{
+				RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256},
+				CurvePreferences: []CurveID{CurveX25519, CurveP256}, Resumption: o.types, ClientStateKey: key[:16],
+			}
+		},
+	},
 }
 
 // TestNegotiationMatrix: every client offer × every server policy, a full
