@@ -41,6 +41,7 @@ var messageFuzzTargets = []messageFuzzTarget{
 	{"FuzzParseNewSessionTicket", func() handshakeMessage { return new(newSessionTicketMsg) }},
 	{"FuzzParseServerKeyExchangeECDHEPSK", func() handshakeMessage { return new(serverKeyExchangeECDHEPSKMsg) }},
 	{"FuzzParseClientKeyExchangeECDHEPSK", func() handshakeMessage { return new(clientKeyExchangeECDHEPSKMsg) }},
+	{"FuzzParseRawPublicKey", func() handshakeMessage { return new(rawPublicKeyMsg) }},
 }
 
 // hsFuzzSeed is one named seed input.
@@ -86,6 +87,7 @@ func extensionPayloadFuzzSeeds() []hsFuzzSeed {
 		{"seed-server-name", marshalServerName("coap.example")},
 		{"seed-server-name-other-type", hsHex("0011 07 0003 616263 00 0001 78 fe 0004 64656667")},
 		{"seed-renegotiation-info", marshalRenegotiationInfo(hsSeq(1, 12))},
+		{"seed-certificate-types", marshalCertTypes([]uint8{certTypeRawPublicKey, certTypeX509})},
 		{"seed-empty", nil},
 	}
 }
@@ -172,6 +174,8 @@ func FuzzParseClientKeyExchangeECDHEPSK(f *testing.F) {
 	fuzzHandshakeMessage(f, messageFuzzTargets[14].newMsg)
 }
 
+func FuzzParseRawPublicKey(f *testing.F) { fuzzHandshakeMessage(f, messageFuzzTargets[15].newMsg) }
+
 // FuzzParseHelloExtensionPayloads runs every typed extension_data parser on
 // the same input.
 func FuzzParseHelloExtensionPayloads(f *testing.F) {
@@ -200,6 +204,10 @@ func FuzzParseHelloExtensionPayloads(f *testing.F) {
 		check("renegotiation_info", err, func() []byte { return marshalRenegotiationInfo(reneg) })
 		cid, err := parseConnectionID(data)
 		check("connection_id", err, func() []byte { return marshalConnectionID(cid) })
+		types, err := parseCertTypes(data)
+		check("certificate_type list", err, func() []byte { return marshalCertTypes(types) })
+		typ, err := parseCertType(data)
+		check("certificate_type", err, func() []byte { return []byte{typ} })
 
 		// server_name skips other name types, so only the host survives.
 		host, err := parseServerName(data)

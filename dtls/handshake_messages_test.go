@@ -123,6 +123,7 @@ func handshakeMessageSamples() []handshakeMessageSample {
 			signatureAlgorithms: []uint16{0x0403},
 		}},
 		{"ServerHelloDone", &serverHelloDoneMsg{}},
+		{"RawPublicKey/p256", &rawPublicKeyMsg{spki: hsSeq(0x30, 91)}},
 		{"ClientKeyExchangePSK/identity", &clientKeyExchangePSKMsg{identity: []byte("device-0042")}},
 		{"ClientKeyExchangePSK/empty", &clientKeyExchangePSKMsg{}},
 		{"ClientKeyExchangeECDHE/p256", &clientKeyExchangeECDHEMsg{publicKey: append([]byte{4}, hsSeq(0x51, 64)...)}},
@@ -178,6 +179,7 @@ func TestHandshakeMessageRoundTrip(t *testing.T) {
 		"CertificateVerify": typeCertificateVerify, "Finished": typeFinished,
 		"NewSessionTicket":          typeNewSessionTicket,
 		"ServerKeyExchangeECDHEPSK": typeServerKeyExchange, "ClientKeyExchangeECDHEPSK": typeClientKeyExchange,
+		"RawPublicKey": typeCertificate,
 	}
 	for _, s := range handshakeMessageSamples() {
 		t.Run(s.name, func(t *testing.T) {
