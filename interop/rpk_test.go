@@ -114,3 +114,36 @@ func TestRawPublicKeysGnuTLSClientOurServer(t *testing.T) {
 		t.Fatalf("gnutls-cli with raw public keys: no handshake:\n%s", g.Output())
 	}
 }
+
+// TestRawPublicKeysGnuTLSClientOurServerOnly: gnutls-cli with no key of its
+// own takes our server's raw public key (server authentication only; the
+// client's priority lists only raw keys for the server).
+func TestRawPublicKeysGnuTLSClientOurServerOnly(t *testing.T) {
+	cli := peers.Require(t, "gnutls-cli")
+	_, _, srvCert, _ := rpkFiles(t, "server")
+	l, err := dtls.Listen("udp", loopback(), &dtls.Config{Certificates: []tls.Certificate{srvCert}, RawPublicKey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := acceptOne(l)
+	g := peers.Start(t, cli, "--udp", "-p", strconv.Itoa(l.Addr().(*net.UDPAddr).Port), "127.0.0.1", "--no-ca-verification",
+		"--priority", "NORMAL:-KX-ALL:+ECDHE-ECDSA:-CIPHER-ALL:+AES-128-CCM-8:-CTYPE-ALL:+CTYPE-SRV-RAWPK")
+	select {
+	case st := <-accepted:
+		if st.PeerPublicKey != nil || st.CipherSuite != dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 {
+			t.Fatalf("state %+v", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("gnutls-cli taking our raw public key: no handshake:\n%s", g.Output())
+	}
+	if err := g.WriteStdin("raw key only on the server\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitFor("raw key only on the server", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.WaitFor("Certificate type: Raw Public Key", time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
