@@ -48,20 +48,6 @@ func checkCBC(t *testing.T, who string, st dtls.ConnectionState, sc suiteCase, e
 	}
 }
 
-// acceptOne serves one echo connection on l and reports its state.
-func acceptOne(l net.Listener) <-chan dtls.ConnectionState {
-	accepted := make(chan dtls.ConnectionState, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		accepted <- c.(*dtls.Conn).ConnectionState()
-		echo(c)
-	}()
-	return accepted
-}
-
 // TestCBCWithOpenSSL: both CBC suites both ways against OpenSSL 3, with
 // encrypt-then-MAC and with -no_etm; a resumption keeps the suite and
 // negotiates encrypt-then-MAC again.

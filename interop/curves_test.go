@@ -68,15 +68,7 @@ func TestCurvesWithPion(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer l.Close()
-				accepted := make(chan dtls.ConnectionState, 1)
-				go func() {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					accepted <- c.(*dtls.Conn).ConnectionState()
-					echo(c)
-				}()
+				accepted := acceptOne(l)
 				// The group for ECDHE first; the certificate's curve too
 				// (RFC 8422 §5.1: the list names signature curves as well).
 				certGroup := pionelliptic.P256
@@ -154,15 +146,7 @@ func TestCurvesWithOpenSSL(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			accepted := make(chan dtls.ConnectionState, 1)
-			go func() {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				accepted <- c.(*dtls.Conn).ConnectionState()
-				echo(c)
-			}()
+			accepted := acceptOne(l)
 			cl := peers.Start(t, openssl, append(sClientArgs("127.0.0.1:"+strconv.Itoa(l.Addr().(*net.UDPAddr).Port), sc, p), "-groups", cc.openssl)...)
 			select {
 			case st := <-accepted:

@@ -76,15 +76,7 @@ func TestOpenSSLClientOurServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			accepted := make(chan dtls.ConnectionState, 1)
-			go func() {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				accepted <- c.(*dtls.Conn).ConnectionState()
-				echo(c)
-			}()
+			accepted := acceptOne(l)
 			cl := peers.Start(t, openssl, sClientArgs(l.Addr().String(), sc, p)...)
 			if err := cl.WaitFor("New, TLSv1.2, Cipher is "+opensslName(sc.ours), 10*time.Second); err != nil {
 				t.Fatal(err)

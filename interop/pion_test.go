@@ -66,6 +66,20 @@ func echo(c net.Conn) {
 	}
 }
 
+// acceptOne serves one echo connection on l and reports its state.
+func acceptOne(l net.Listener) <-chan dtls.ConnectionState {
+	accepted := make(chan dtls.ConnectionState, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		accepted <- c.(*dtls.Conn).ConnectionState()
+		echo(c)
+	}()
+	return accepted
+}
+
 func roundTrip(t testing.TB, c net.Conn, msg string) {
 	t.Helper()
 	if _, err := c.Write([]byte(msg)); err != nil {

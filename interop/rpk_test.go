@@ -94,15 +94,7 @@ func TestRawPublicKeysGnuTLSClientOurServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	accepted := make(chan dtls.ConnectionState, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		accepted <- c.(*dtls.Conn).ConnectionState()
-		echo(c)
-	}()
+	accepted := acceptOne(l)
 	g := peers.Start(t, cli, "--udp", "-p", strconv.Itoa(l.Addr().(*net.UDPAddr).Port), "127.0.0.1", "--no-ca-verification",
 		"--rawpkkeyfile", cliKey, "--rawpkfile", cliPub, "--priority", gnutlsRPKPriority)
 	select {
