@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -44,7 +45,7 @@ func TestCBCTamperedRecordsAllLookAlike(t *testing.T) {
 	for _, etm := range []bool{false, true} {
 		for _, tamper := range cbcTampers {
 			t.Run(fmt.Sprintf("etm=%v/%s", etm, tamper.name), func(t *testing.T) {
-				l, err := dtls.Listen("udp", loopback(), &dtls.Config{PSK: func([]byte) ([]byte, error) { return psk, nil }})
+				l, err := dtls.Listen("udp", loopback(), ourServer(cbcSuites[0], tls.Certificate{}))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -73,10 +74,9 @@ func TestCBCTamperedRecordsAllLookAlike(t *testing.T) {
 				defer proxy.Close()
 				var c net.Conn
 				if etm {
-					c = dialOurs(t, "our client", proxy.Addr(), cbcClientConfig(cbcSuites[0], nil))
+					c = dialOurs(t, "our client", proxy.Addr(), ourClient(cbcSuites[0], nil))
 				} else {
-					pc, err := piondtls.Dial("udp", proxy.Addr(), &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256},
-						PSK: func([]byte) ([]byte, error) { return psk, nil }, PSKIdentityHint: []byte(pskIdentity)})
+					pc, err := piondtls.Dial("udp", proxy.Addr(), pionClient(cbcSuites[0], nil))
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/internal/testpki"
 	piondtls "github.com/pion/dtls/v3"
@@ -25,19 +27,6 @@ var cbcSuites = []suiteCase{
 	{dtls.TLS_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256, true},
 	{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, 0, false}, // not in pion
 	{dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, true},
-}
-
-// cbcClientConfig is our client for suite sc against a peer that knows the
-// PSK or the test CA.
-func cbcClientConfig(sc suiteCase, p *testpki.PKI) *dtls.Config {
-	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, HandshakeTimeout: 10 * time.Second}
-	if sc.psk {
-		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-		cfg.PSKIdentityHint = []byte(pskIdentity)
-	} else {
-		cfg.RootCAs = p.Pool
-	}
-	return cfg
 }
 
 // checkCBC checks that a connection runs sc with encrypt-then-MAC as expected.
@@ -63,7 +52,7 @@ func TestCBCWithOpenSSL(t *testing.T) {
 			name := fmt.Sprintf("%v/etm=%v", sc.ours, etm)
 			t.Run(name+"/our client", func(t *testing.T) {
 				srv, port := startSServer(t, openssl, sc, p, 2, extra...)
-				cfg := cbcClientConfig(sc, p)
+				cfg := ourClient(sc, p.Pool)
 				cfg.ClientSessionCache = dtls.NewLRUClientSessionCache(1)
 				addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
 				for i := range 2 {
@@ -137,7 +126,7 @@ func TestCBCWithGnuTLS(t *testing.T) {
 				}
 				peers.Start(t, serv, args...)
 				peers.WaitUDPListening(t, port, 10*time.Second)
-				c := dialOurs(t, "handshake with gnutls-serv", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, cbcClientConfig(sc, p))
+				c := dialOurs(t, "handshake with gnutls-serv", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, ourClient(sc, p.Pool))
 				defer c.Close()
 				// Lengths across a block boundary, so padding varies.
 				for _, n := range []int{1, 15, 16, 17, 100} {
@@ -189,26 +178,14 @@ func TestCBCWithGnuTLS(t *testing.T) {
 // dtls's own tests cover CBC with CIDs.
 func TestCBCWithPion(t *testing.T) {
 	for _, sc := range []suiteCase{cbcSuites[0], cbcSuites[2]} {
-		testCBCWithPion(t, sc)
-	}
-}
-
-func testCBCWithPion(t *testing.T, sc suiteCase) {
-	for _, cid := range []int{0} {
-		t.Run(fmt.Sprintf("%v/cid=%d/pion client", sc.ours, cid), func(t *testing.T) {
-			scfg := &dtls.Config{PSK: func([]byte) ([]byte, error) { return psk, nil }}
-			ccfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, PSK: func([]byte) ([]byte, error) { return psk, nil },
-				PSKIdentityHint: []byte(pskIdentity), ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
-			if cid > 0 {
-				scfg.ConnectionIDGenerator, ccfg.ConnectionIDGenerator = ourCIDGen(cid), pionCIDGen(cid)
-			}
-			l, err := dtls.Listen("udp", loopback(), scfg)
+		t.Run(sc.ours.String()+"/pion client", func(t *testing.T) {
+			l, err := dtls.Listen("udp", loopback(), ourServer(sc, tls.Certificate{}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Close()
 			accepted := acceptOne(l)
-			pc, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
+			pc, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), pionClient(sc, nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,36 +200,25 @@ func testCBCWithPion(t *testing.T, sc suiteCase) {
 			}
 			st := <-accepted
 			checkCBC(t, "our server", st, sc, false)
-			if (len(st.LocalCID) > 0) != (cid > 0) {
+			if len(st.LocalCID) > 0 {
 				t.Fatalf("CIDs: local %x", st.LocalCID)
 			}
 		})
-		t.Run(fmt.Sprintf("%v/cid=%d/our client", sc.ours, cid), func(t *testing.T) {
-			scfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, PSK: func([]byte) ([]byte, error) { return psk, nil },
-				ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
-			ccfg := cbcClientConfig(sc, nil)
-			if cid > 0 {
-				scfg.ConnectionIDGenerator, ccfg.ConnectionIDGenerator = pionCIDGen(cid), ourCIDGen(cid)
-			}
-			l, err := piondtls.Listen("udp", loopback(), scfg)
+		t.Run(sc.ours.String()+"/our client", func(t *testing.T) {
+			l, err := piondtls.Listen("udp", loopback(), pionServer(sc, tls.Certificate{}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			go func() {
-				c, err := l.Accept()
-				if err == nil {
-					echo(c)
-				}
-			}()
-			c := dialOurs(t, "handshake with pion", l.Addr().(*net.UDPAddr), ccfg)
+			go dtlstest.ServeEcho(l, nil)
+			c := dialOurs(t, "handshake with pion", l.Addr().(*net.UDPAddr), ourClient(sc, nil))
 			defer c.Close()
 			for _, n := range []int{1, 15, 16, 17, 100} {
 				roundTrip(t, c, fmt.Sprintf("%0*d", n, n))
 			}
 			st := c.ConnectionState()
 			checkCBC(t, "our client", st, sc, false)
-			if (len(st.PeerCID) > 0) != (cid > 0) {
+			if len(st.PeerCID) > 0 {
 				t.Fatalf("CIDs: peer %x", st.PeerCID)
 			}
 		})

@@ -2,7 +2,6 @@ package interop
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/lossyproxy"
 	piondtls "github.com/pion/dtls/v3"
 )
@@ -39,17 +39,8 @@ func TestCIDPionClientOurServer(t *testing.T) {
 	for _, sc := range []suiteCase{suiteCases[0], suiteCases[1]} {
 		for _, sizes := range cidCases {
 			t.Run(fmt.Sprintf("%v/server %d client %d", sc.ours, sizes[0], sizes[1]), func(t *testing.T) {
-				scfg := &dtls.Config{ConnectionIDGenerator: ourCIDGen(sizes[0])}
-				ccfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
-					ConnectionIDGenerator: pionCIDGen(sizes[1])}
-				if sc.psk {
-					scfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-					ccfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-					ccfg.PSKIdentityHint = []byte(pskIdentity)
-				} else {
-					scfg.Certificates = []tls.Certificate{cert}
-					ccfg.RootCAs, ccfg.ServerName = pool, "localhost"
-				}
+				scfg, ccfg := ourServer(sc, cert), pionClient(sc, pool)
+				scfg.ConnectionIDGenerator, ccfg.ConnectionIDGenerator = ourCIDGen(sizes[0]), pionCIDGen(sizes[1])
 				l, err := dtls.Listen("udp", loopback(), scfg)
 				if err != nil {
 					t.Fatal(err)
@@ -62,7 +53,7 @@ func TestCIDPionClientOurServer(t *testing.T) {
 						return
 					}
 					accepted <- c.(*dtls.Conn)
-					echo(c)
+					dtlstest.Echo(c)
 				}()
 				c, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
 				if err != nil {
@@ -90,31 +81,14 @@ func TestCIDOurClientPionServer(t *testing.T) {
 	for _, sc := range []suiteCase{suiteCases[0], suiteCases[1]} {
 		for _, sizes := range cidCases {
 			t.Run(fmt.Sprintf("%v/server %d client %d", sc.ours, sizes[0], sizes[1]), func(t *testing.T) {
-				scfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
-					ConnectionIDGenerator: pionCIDGen(sizes[0])}
-				ccfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, ConnectionIDGenerator: ourCIDGen(sizes[1]), CIDPadding: 5}
-				if sc.psk {
-					scfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-					ccfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-					ccfg.PSKIdentityHint = []byte(pskIdentity)
-				} else {
-					scfg.Certificates = []tls.Certificate{cert}
-					ccfg.RootCAs, ccfg.ServerName = pool, "localhost"
-				}
+				scfg, ccfg := pionServer(sc, cert), ourClient(sc, pool)
+				scfg.ConnectionIDGenerator, ccfg.ConnectionIDGenerator, ccfg.CIDPadding = pionCIDGen(sizes[0]), ourCIDGen(sizes[1]), 5
 				l, err := piondtls.Listen("udp", loopback(), scfg)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer l.Close()
-				go func() {
-					for {
-						c, err := l.Accept()
-						if err != nil {
-							return
-						}
-						go echo(c)
-					}
-				}()
+				go dtlstest.ServeEcho(l, nil)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				c, err := dtls.DialContext(ctx, "udp", l.Addr().(*net.UDPAddr), ccfg)
@@ -142,12 +116,7 @@ func TestCIDPionClientMovesAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			echo(c)
-		}
-	}()
+	go dtlstest.ServeEcho(l, nil)
 	var rebind atomic.Bool
 	proxy, err := lossyproxy.New(l.Addr().(*net.UDPAddr), lossyproxy.Config{Rebind: func(int) bool { return rebind.Swap(false) }})
 	if err != nil {

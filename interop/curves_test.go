@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/internal/testpki"
 	piondtls "github.com/pion/dtls/v3"
@@ -98,12 +99,7 @@ func TestCurvesWithPion(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer pl.Close()
-				go func() {
-					c, err := pl.Accept()
-					if err == nil {
-						echo(c)
-					}
-				}()
+				go dtlstest.ServeEcho(pl, nil)
 				c, err := dtls.DialContext(ctx, "udp", pl.Addr().(*net.UDPAddr), &dtls.Config{RootCAs: pool, ServerName: "localhost",
 					CipherSuites: []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8}})
 				if err != nil {

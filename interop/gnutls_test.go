@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/internal/testpki"
 )
@@ -86,13 +87,8 @@ func TestSuitesAndCurvesOurClientGnuTLSServer(t *testing.T) {
 			}
 			peers.Start(t, serv, args...)
 			peers.WaitUDPListening(t, port, 10*time.Second)
-			cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{gc.sc.ours}, CurvePreferences: []dtls.CurveID{gc.curve, dtls.CurveP256}}
-			if gc.sc.psk {
-				cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-				cfg.PSKIdentityHint = []byte(pskIdentity)
-			} else {
-				cfg.RootCAs = p.Pool
-			}
+			cfg := ourClient(gc.sc, p.Pool)
+			cfg.CurvePreferences = []dtls.CurveID{gc.curve, dtls.CurveP256}
 			c := dialOurs(t, "handshake with gnutls-serv", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, cfg)
 			defer c.Close()
 			roundTrip(t, c, "to gnutls "+gc.String())
@@ -123,7 +119,7 @@ func TestSuitesAndCurvesGnuTLSClientOurServer(t *testing.T) {
 				return
 			}
 			accepted <- c.(*dtls.Conn).ConnectionState()
-			go echo(c)
+			go dtlstest.Echo(c)
 		}
 	}()
 	port := strconv.Itoa(l.Addr().(*net.UDPAddr).Port)

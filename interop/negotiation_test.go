@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/internal/testpki"
 	"github.com/dtlsresume/dtlsresume/negotiation"
@@ -415,15 +416,7 @@ func TestNegotiationOurClientPionServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go echo(c)
-				}
-			}()
+			go dtlstest.ServeEcho(l, nil)
 			relay := newNegRelay(t, l.Addr().(*net.UDPAddr))
 			cfg := ourPionClientConfig(sc, pool)
 			cfg.Resumption = negOffer

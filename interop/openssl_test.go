@@ -2,9 +2,7 @@ package interop
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -49,20 +47,7 @@ func startSServer(t *testing.T, openssl string, sc suiteCase, p *testpki.PKI, na
 	return srv, port
 }
 
-func ourServerConfig(p *testpki.PKI, sc suiteCase) *dtls.Config {
-	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}}
-	if sc.psk {
-		cfg.PSK = func(id []byte) ([]byte, error) {
-			if string(id) != pskIdentity {
-				return nil, fmt.Errorf("unknown identity")
-			}
-			return psk, nil
-		}
-	} else {
-		cfg.Certificates = []tls.Certificate{p.Cert}
-	}
-	return cfg
-}
+func ourServerConfig(p *testpki.PKI, sc suiteCase) *dtls.Config { return ourServer(sc, p.Cert) }
 
 // TestOpenSSLClientOurServer: openssl s_client -dtls1_2 against our
 // Listener, every suite; the echoed line must come back to s_client.
@@ -114,13 +99,8 @@ func TestOurClientOpenSSLServer(t *testing.T) {
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
 			srv, port := startSServer(t, openssl, sc, p, 1)
-			cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
-			if sc.psk {
-				cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-				cfg.PSKIdentityHint = []byte(pskIdentity)
-			} else {
-				cfg.RootCAs = p.Pool
-			}
+			cfg := ourClient(sc, p.Pool)
+			cfg.ExtendedMasterSecret = dtls.RequireExtendedMasterSecret
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			c, err := dtls.DialContext(ctx, "udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, cfg)

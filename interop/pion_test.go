@@ -5,12 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	piondtls "github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 )
@@ -51,21 +51,6 @@ func serverCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 
 func loopback() *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
-// echo serves one datagram-echo loop on c until it fails.
-func echo(c net.Conn) {
-	defer c.Close()
-	buf := make([]byte, 4096)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return
-		}
-		if _, err := c.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
 // acceptOne serves one echo connection on l and reports its state.
 func acceptOne(l net.Listener) <-chan dtls.ConnectionState {
 	accepted := make(chan dtls.ConnectionState, 1)
@@ -75,7 +60,7 @@ func acceptOne(l net.Listener) <-chan dtls.ConnectionState {
 			return
 		}
 		accepted <- c.(*dtls.Conn).ConnectionState()
-		echo(c)
+		dtlstest.Echo(c)
 	}()
 	return accepted
 }
@@ -101,22 +86,7 @@ func TestPionClientOurServer(t *testing.T) {
 	cert, pool := serverCert(t)
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
-			scfg := &dtls.Config{}
-			ccfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
-			if sc.psk {
-				scfg.PSK = func(id []byte) ([]byte, error) {
-					if string(id) != pskIdentity {
-						return nil, fmt.Errorf("unknown identity")
-					}
-					return psk, nil
-				}
-				ccfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-				ccfg.PSKIdentityHint = []byte(pskIdentity)
-			} else {
-				scfg.Certificates = []tls.Certificate{cert}
-				ccfg.RootCAs = pool
-				ccfg.ServerName = "localhost"
-			}
+			scfg, ccfg := ourServer(sc, cert), pionClient(sc, pool)
 			l, err := dtls.Listen("udp", loopback(), scfg)
 			if err != nil {
 				t.Fatal(err)
@@ -129,7 +99,7 @@ func TestPionClientOurServer(t *testing.T) {
 					return
 				}
 				accepted <- c.(*dtls.Conn)
-				echo(c)
+				dtlstest.Echo(c)
 			}()
 			c, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
 			if err != nil {
@@ -167,32 +137,17 @@ func TestOurClientPionServer(t *testing.T) {
 	cert, pool := serverCert(t)
 	for _, sc := range suiteCases {
 		t.Run(sc.ours.String(), func(t *testing.T) {
-			scfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
-			ccfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, ExtendedMasterSecret: dtls.RequireExtendedMasterSecret}
+			scfg, ccfg := pionServer(sc, cert), ourClient(sc, pool)
+			ccfg.ExtendedMasterSecret = dtls.RequireExtendedMasterSecret
 			if sc.psk {
-				scfg.PSK = func(id []byte) ([]byte, error) { return psk, nil }
 				scfg.PSKIdentityHint = []byte("hint")
-				ccfg.PSK = func(hint []byte) ([]byte, error) { return psk, nil }
-				ccfg.PSKIdentityHint = []byte(pskIdentity)
-			} else {
-				scfg.Certificates = []tls.Certificate{cert}
-				ccfg.RootCAs = pool
-				ccfg.ServerName = "localhost"
 			}
 			l, err := piondtls.Listen("udp", loopback(), scfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go echo(c)
-				}
-			}()
+			go dtlstest.ServeEcho(l, nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			c, err := dtls.DialContext(ctx, "udp", l.Addr().(*net.UDPAddr), ccfg)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/peers"
 	"github.com/dtlsresume/dtlsresume/internal/testpki"
 	"github.com/dtlsresume/dtlsresume/negotiation"
@@ -69,7 +70,7 @@ func ourResumeServer(t *testing.T, cfg *dtls.Config) (*dtls.Listener, <-chan dtl
 			case states <- c.(*dtls.Conn).ConnectionState():
 			default:
 			}
-			go echo(c)
+			go dtlstest.Echo(c)
 		}
 	}()
 	return l, states
@@ -102,17 +103,9 @@ func newMemoryStore() dtls.SessionStore { return store.NewMemory(store.MemoryCon
 // ourResumeClientConfig is our client's Config for a suite, with a fresh
 // session cache.
 func ourResumeClientConfig(p *testpki.PKI, sc suiteCase) *dtls.Config {
-	cfg := &dtls.Config{
-		CipherSuites:       []dtls.CipherSuiteID{sc.ours},
-		ClientSessionCache: dtls.NewLRUClientSessionCache(8),
-		HandshakeTimeout:   resumeTimeout,
-	}
-	if sc.psk {
-		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-		cfg.PSKIdentityHint = []byte(pskIdentity)
-	} else {
-		cfg.RootCAs = p.Pool
-	}
+	cfg := ourClient(sc, p.Pool)
+	cfg.ClientSessionCache = dtls.NewLRUClientSessionCache(8)
+	cfg.HandshakeTimeout = resumeTimeout
 	return cfg
 }
 
@@ -494,17 +487,8 @@ var (
 // ourSessionIDServerConfig is our server for a pion client: pion offers no
 // ticket extension, so the SessionStore is what makes sessions resumable.
 func ourSessionIDServerConfig(cert tls.Certificate, sc suiteCase) *dtls.Config {
-	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}, SessionStore: newMemoryStore()}
-	if sc.psk {
-		cfg.PSK = func(id []byte) ([]byte, error) {
-			if string(id) != pskIdentity {
-				return nil, fmt.Errorf("unknown identity")
-			}
-			return psk, nil
-		}
-	} else {
-		cfg.Certificates = []tls.Certificate{cert}
-	}
+	cfg := ourServer(sc, cert)
+	cfg.SessionStore = newMemoryStore()
 	return cfg
 }
 
@@ -619,15 +603,7 @@ func TestResumptionOurClientPionServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					go echo(c)
-				}
-			}()
+			go dtlstest.ServeEcho(l, nil)
 			ccfg := ourPionClientConfig(sc, pool)
 			checkOurClientResumes(t, l.Addr().(*net.UDPAddr), ccfg, func() int { return ps.len() })
 		})
@@ -637,19 +613,10 @@ func TestResumptionOurClientPionServer(t *testing.T) {
 // ourPionClientConfig is our client's Config for a pion server, with a
 // fresh session cache.
 func ourPionClientConfig(sc suiteCase, pool *x509.CertPool) *dtls.Config {
-	cfg := &dtls.Config{
-		CipherSuites:         []dtls.CipherSuiteID{sc.ours},
-		ExtendedMasterSecret: dtls.RequireExtendedMasterSecret,
-		ClientSessionCache:   dtls.NewLRUClientSessionCache(8),
-		HandshakeTimeout:     resumeTimeout,
-	}
-	if sc.psk {
-		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
-		cfg.PSKIdentityHint = []byte(pskIdentity)
-	} else {
-		cfg.RootCAs = pool
-		cfg.ServerName = "localhost"
-	}
+	cfg := ourClient(sc, pool)
+	cfg.ExtendedMasterSecret = dtls.RequireExtendedMasterSecret
+	cfg.ClientSessionCache = dtls.NewLRUClientSessionCache(8)
+	cfg.HandshakeTimeout = resumeTimeout
 	return cfg
 }
 
@@ -764,7 +731,7 @@ func TestResumptionOurClientPionV2Server(t *testing.T) {
 							continue
 						}
 					}
-					go echo(c)
+					go dtlstest.Echo(c)
 				}
 			}()
 			ccfg := ourPionClientConfig(sc, pool)

@@ -1,19 +1,15 @@
 // Package dtlstest is the test kit for packages outside dtls that need a
-// DTLS peer on loopback: an echo loop over a dtls.Listener. (Tests inside
+// DTLS peer on loopback: an echo loop over a listener of any stack. (Tests inside
 // package dtls keep their own, since they cannot import a package that
 // imports dtls.)
 package dtlstest
 
-import (
-	"net"
+import "net"
 
-	"github.com/dtlsresume/dtlsresume/dtls"
-)
-
-// ServeEcho accepts connections on l until it is closed and echoes every
-// datagram on each; accepted, if not nil, is told each peer's address as
-// it is accepted.
-func ServeEcho(l *dtls.Listener, accepted func(net.Addr)) {
+// ServeEcho accepts connections on l (ours or another stack's) until it is
+// closed and echoes every datagram on each; accepted, if not nil, is told
+// each peer's address as it is accepted.
+func ServeEcho(l net.Listener, accepted func(net.Addr)) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -27,10 +23,10 @@ func ServeEcho(l *dtls.Listener, accepted func(net.Addr)) {
 }
 
 // Echo answers every datagram on c with the same bytes until c fails,
-// then closes it.
+// then closes it. Its buffer holds the largest record plaintext (2^14).
 func Echo(c net.Conn) {
 	defer c.Close()
-	buf := make([]byte, 2048)
+	buf := make([]byte, 1<<14)
 	for {
 		n, err := c.Read(buf)
 		if err != nil {

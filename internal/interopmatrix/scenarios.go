@@ -17,6 +17,7 @@ import (
 	"github.com/dtlsresume/dtlsresume/coapclient"
 	"github.com/dtlsresume/dtlsresume/coapserver"
 	"github.com/dtlsresume/dtlsresume/dtls"
+	"github.com/dtlsresume/dtlsresume/internal/dtlstest"
 	"github.com/dtlsresume/dtlsresume/internal/pionstore"
 	"github.com/dtlsresume/dtlsresume/internal/proc"
 	"github.com/dtlsresume/dtlsresume/negotiation"
@@ -127,15 +128,7 @@ func startOurServer(cx *caseEnv, cfg *dtls.Config) (*ourServer, error) {
 		return nil, fmt.Errorf("our server: %w", err)
 	}
 	cx.onClose(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go echo(c)
-		}
-	}()
+	go dtlstest.ServeEcho(l, nil)
 	return &ourServer{addr: l.Addr().(*net.UDPAddr), events: events}, nil
 }
 
@@ -161,21 +154,6 @@ func nextHandshake(cx *caseEnv, events <-chan serverEvent, which string) (dtls.C
 
 func (s *ourServer) next(cx *caseEnv, which string) (dtls.ConnectionState, error) {
 	return nextHandshake(cx, s.events, which)
-}
-
-// echo answers every datagram with the same bytes until the connection ends.
-func echo(c net.Conn) {
-	defer c.Close()
-	buf := make([]byte, 64*1024)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return
-		}
-		if _, err := c.Write(buf[:n]); err != nil {
-			return
-		}
-	}
 }
 
 // ourClientConfig is our client for one suite, with a session cache.
@@ -1019,15 +997,7 @@ func pionServer(cx *caseEnv, s suite, resume bool) (result, error) {
 		return result{}, fmt.Errorf("pion listener: %w", err)
 	}
 	cx.onClose(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go echo(c)
-		}
-	}()
+	go dtlstest.ServeEcho(l, nil)
 	port := l.Addr().(*net.UDPAddr).Port
 	cfg := ourClientConfig(cx, s)
 	cfg.ExtendedMasterSecret = dtls.RequireExtendedMasterSecret

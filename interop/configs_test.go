@@ -1,0 +1,67 @@
+package interop
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+
+	"github.com/dtlsresume/dtlsresume/dtls"
+	piondtls "github.com/pion/dtls/v3"
+)
+
+// The credentials of every interop test: the test PSK under pskIdentity,
+// or a certificate for localhost. Each helper is one side's Config for
+// suite sc; tests add what they are about.
+
+// ourClient is our client for sc, trusting pool for certificate suites.
+func ourClient(sc suiteCase, pool *x509.CertPool) *dtls.Config {
+	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}}
+	if sc.psk {
+		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+		cfg.PSKIdentityHint = []byte(pskIdentity)
+	} else {
+		cfg.RootCAs, cfg.ServerName = pool, "localhost"
+	}
+	return cfg
+}
+
+// ourServer is our server for sc: the PSK for pskIdentity only, or cert.
+func ourServer(sc suiteCase, cert tls.Certificate) *dtls.Config {
+	cfg := &dtls.Config{CipherSuites: []dtls.CipherSuiteID{sc.ours}}
+	if sc.psk {
+		cfg.PSK = func(id []byte) ([]byte, error) {
+			if string(id) != pskIdentity {
+				return nil, fmt.Errorf("unknown identity")
+			}
+			return psk, nil
+		}
+	} else {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
+
+// pionClient is pion's client for sc, trusting pool; it requires the
+// extended master secret.
+func pionClient(sc suiteCase, pool *x509.CertPool) *piondtls.Config {
+	cfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+	if sc.psk {
+		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+		cfg.PSKIdentityHint = []byte(pskIdentity)
+	} else {
+		cfg.RootCAs, cfg.ServerName = pool, "localhost"
+	}
+	return cfg
+}
+
+// pionServer is pion's server for sc; it requires the extended master
+// secret.
+func pionServer(sc suiteCase, cert tls.Certificate) *piondtls.Config {
+	cfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{sc.pion}, ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+	if sc.psk {
+		cfg.PSK = func([]byte) ([]byte, error) { return psk, nil }
+	} else {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
