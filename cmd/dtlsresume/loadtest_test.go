@@ -63,6 +63,25 @@ func decodeObjects(t *testing.T, out string) []map[string]any {
 	return objs
 }
 
+// runLoadtestJSON runs `dtlsresume loadtest ARGS --json` as a process,
+// requires exit 0, and returns the JSON objects among its output lines
+// (other lines are progress) and the whole output.
+func runLoadtestJSON(t *testing.T, args ...string) ([]map[string]any, string) {
+	t.Helper()
+	p := peers.Start(t, binary, append(append([]string{"loadtest"}, args...), "--json")...)
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
+	}
+	out := p.Output()
+	var objs []map[string]any
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "{") {
+			objs = append(objs, decodeObjects(t, line)...)
+		}
+	}
+	return objs, out
+}
+
 func requireKeys(t *testing.T, m map[string]any, keys ...string) {
 	t.Helper()
 	for _, k := range keys {
@@ -220,22 +239,9 @@ func TestLoadtestPeerThroughBinary(t *testing.T) {
 // TestLoadtestSpawnBoth runs the binary as users do: both servers spawned
 // in turn, connections held, one JSON object per server and the ratios.
 func TestLoadtestSpawnBoth(t *testing.T) {
-	p := peers.Start(t, binary, "loadtest", "127.0.0.1:0", "--spawn", "both", "-n", "40", "--hold", "--json")
-	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
-		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
-	}
-	var objs []map[string]any
-	for _, line := range strings.Split(p.Output(), "\n") {
-		if strings.HasPrefix(line, "{") {
-			var m map[string]any
-			if err := json.Unmarshal([]byte(line), &m); err != nil {
-				t.Fatalf("line %q: %v", line, err)
-			}
-			objs = append(objs, m)
-		}
-	}
+	objs, out := runLoadtestJSON(t, "127.0.0.1:0", "--spawn", "both", "-n", "40", "--hold")
 	if len(objs) != 3 {
-		t.Fatalf("%d objects in\n%s", len(objs), p.Output())
+		t.Fatalf("%d objects in\n%s", len(objs), out)
 	}
 	for i, server := range []string{"ours", "pion"} {
 		r := objs[i]
@@ -304,17 +310,7 @@ func TestLoadtestProcs(t *testing.T) {
 		defer mu.Unlock()
 		sources[a.String()]++
 	})
-	p := peers.Start(t, binary, "loadtest", addr, "--procs", "2", "-n", "100", "-c", "8", "--hold", "--ports-per-addr", "10", "--json")
-	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
-		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
-	}
-	out := p.Output()
-	var objs []map[string]any
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "{") {
-			objs = append(objs, decodeObjects(t, line)...)
-		}
-	}
+	objs, out := runLoadtestJSON(t, addr, "--procs", "2", "-n", "100", "-c", "8", "--hold", "--ports-per-addr", "10")
 	if len(objs) != 1 {
 		t.Fatalf("%d objects in\n%s", len(objs), out)
 	}
@@ -369,17 +365,7 @@ func TestLoadtestProcs(t *testing.T) {
 // TestLoadtestProcsSpawn measures a spawned server of ours while two child
 // processes hold resumed connections to it.
 func TestLoadtestProcsSpawn(t *testing.T) {
-	p := peers.Start(t, binary, "loadtest", "127.0.0.1:0", "--spawn", "ours", "--procs", "2", "-n", "60", "--mode", "session_ticket", "--hold", "--json")
-	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
-		t.Fatalf("exit %d, %v: %s", code, err, p.Output())
-	}
-	out := p.Output()
-	var objs []map[string]any
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "{") {
-			objs = append(objs, decodeObjects(t, line)...)
-		}
-	}
+	objs, out := runLoadtestJSON(t, "127.0.0.1:0", "--spawn", "ours", "--procs", "2", "-n", "60", "--mode", "session_ticket", "--hold")
 	if len(objs) != 1 {
 		t.Fatalf("%d objects in\n%s", len(objs), out)
 	}
