@@ -30,29 +30,28 @@ type Kind struct {
 	// resumes by session ID.
 	Resume negotiation.Type
 	// Curve is the ECDHE group both clients ask for (0: each stack's
-	// default, P-256 for both); PionCurve names it for pion.
-	Curve     dtls.CurveID
-	PionCurve pionelliptic.Curve
+	// default, P-256 for both). pion names groups by the same code points.
+	Curve dtls.CurveID
 }
 
 // Kinds are the handshakes both stacks can do.
 var Kinds = []Kind{
-	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.None, 0, 0},
-	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None, 0, 0},
-	{"resumed session_id PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionID, 0, 0},
-	{"resumed session_ticket PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionTicket, 0, 0},
-	{"resumed client_state PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.ClientState, 0, 0},
-	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID, 0, 0},
-	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket, 0, 0},
-	{"resumed client_state ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.ClientState, 0, 0},
-	{"full PSK-AES128-CCM", dtls.TLS_PSK_WITH_AES_128_CCM, piondtls.TLS_PSK_WITH_AES_128_CCM, true, negotiation.None, 0, 0},
-	{"full ECDHE-ECDSA-AES128-CCM", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, false, negotiation.None, 0, 0},
-	{"full PSK-AES128-CBC-SHA256", dtls.TLS_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256, true, negotiation.None, 0, 0},
-	{"full ECDHE-PSK-AES128-CBC-SHA256", dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, true, negotiation.None, 0, 0},
+	{"full PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.None, 0},
+	{"full ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None, 0},
+	{"resumed session_id PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionID, 0},
+	{"resumed session_ticket PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.SessionTicket, 0},
+	{"resumed client_state PSK-AES128-CCM8", dtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_CCM_8, true, negotiation.ClientState, 0},
+	{"resumed session_id ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionID, 0},
+	{"resumed session_ticket ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.SessionTicket, 0},
+	{"resumed client_state ECDHE-ECDSA-AES128-CCM8", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.ClientState, 0},
+	{"full PSK-AES128-CCM", dtls.TLS_PSK_WITH_AES_128_CCM, piondtls.TLS_PSK_WITH_AES_128_CCM, true, negotiation.None, 0},
+	{"full ECDHE-ECDSA-AES128-CCM", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, false, negotiation.None, 0},
+	{"full PSK-AES128-CBC-SHA256", dtls.TLS_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_PSK_WITH_AES_128_CBC_SHA256, true, negotiation.None, 0},
+	{"full ECDHE-PSK-AES128-CBC-SHA256", dtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, piondtls.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, true, negotiation.None, 0},
 	{"full ECDHE-ECDSA-AES128-CCM8 X25519", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None,
-		dtls.CurveX25519, pionelliptic.X25519},
+		dtls.CurveX25519},
 	{"full ECDHE-ECDSA-AES128-CCM8 P-384", dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, false, negotiation.None,
-		dtls.CurveP384, pionelliptic.P384},
+		dtls.CurveP384},
 }
 
 // Stack names an implementation.
@@ -304,8 +303,8 @@ func (b *Bench) One(stack Stack) (Result, error) {
 		} else {
 			cfg.RootCAs, cfg.ServerName = b.pool, "localhost"
 		}
-		if b.kind.PionCurve != 0 {
-			cfg.EllipticCurves = []pionelliptic.Curve{b.kind.PionCurve, pionelliptic.P256}
+		if b.kind.Curve != 0 {
+			cfg.EllipticCurves = []pionelliptic.Curve{pionelliptic.Curve(b.kind.Curve), pionelliptic.P256}
 		}
 		c, err := piondtls.Client(cnt, b.pionAddr, cfg)
 		if err != nil {
