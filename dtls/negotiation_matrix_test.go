@@ -715,8 +715,16 @@ var nmKinds = []nmKind{
 		server: func(_ testCert, p []negotiation.Type) *Config { return nmPSKServer(p) },
 		client: func(_ testCert, o nmOffer) *Config { return nmPSKClient("id-"+o.name, o.types) },
 	},
-	{
-		name:   "ECDHE",
+	nmECDHEKind("ECDHE", TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8),
+	// A CBC suite (encrypt-then-MAC) over X25519.
+	nmECDHEKind("ECDHE-CBC-X25519", TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, CurveX25519, CurveP256),
+}
+
+// nmECDHEKind is the certificate kind of the matrix on one suite, the
+// client offering curves (nil: the default groups).
+func nmECDHEKind(name string, suite CipherSuiteID, curves ...CurveID) nmKind {
+	return nmKind{
+		name:   name,
 		offers: []nmOffer{nmOffers[1], nmOffers[2], nmOffers[3], nmOffers[6], nmOffers[8]},
 		server: func(tc testCert, p []negotiation.Type) *Config {
 			return &Config{Certificates: []tls.Certificate{tc.cert}, SessionStore: newMapStore(), Resumption: p}
@@ -724,26 +732,11 @@ var nmKinds = []nmKind{
 		client: func(tc testCert, o nmOffer) *Config {
 			key := sha256.Sum256([]byte("nm client key/" + o.name))
 			return &Config{
-				RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8},
-				Resumption: o.types, ClientStateKey: key[:16],
+				RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{suite},
+				CurvePreferences: curves, Resumption: o.types, ClientStateKey: key[:16],
 			}
 		},
-	},
-	{
-		// A CBC suite (encrypt-then-MAC) over X25519.
-		name:   "ECDHE-CBC-X25519",
-		offers: []nmOffer{nmOffers[1], nmOffers[2], nmOffers[3], nmOffers[6], nmOffers[8]},
-		server: func(tc testCert, p []negotiation.Type) *Config {
-			return &Config{Certificates: []tls.Certificate{tc.cert}, SessionStore: newMapStore(), Resumption: p}
-		},
-		client: func(tc testCert, o nmOffer) *Config {
-			key := sha256.Sum256([]byte("nm client key/" + o.name))
-			return &Config{
-				RootCAs: tc.pool, ServerName: "localhost", CipherSuites: []CipherSuiteID{TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256},
-				CurvePreferences: []CurveID{CurveX25519, CurveP256}, Resumption: o.types, ClientStateKey: key[:16],
-			}
-		},
-	},
+	}
 }
 
 // TestNegotiationMatrix: every client offer × every server policy, a full
