@@ -158,7 +158,8 @@ func loadPeerKeys(files []string) ([][]byte, error) {
 	return keys, nil
 }
 
-// loadKey reads a PEM private key alone, for --rpk without --cert.
+// loadKey reads a PEM private key alone (SEC 1 or PKCS #8), for --rpk
+// without --cert.
 func loadKey(keyFile string) (tls.Certificate, error) {
 	data, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -178,11 +179,7 @@ func loadKey(keyFile string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, usagef("--key %s: %v", keyFile, err)
 	}
-	ek, ok := k.(*ecdsa.PrivateKey)
-	if !ok || (ek.Curve != elliptic.P256() && ek.Curve != elliptic.P384()) {
-		return tls.Certificate{}, usagef("--key %s: want an ECDSA P-256 or P-384 key", keyFile)
-	}
-	return tls.Certificate{PrivateKey: ek}, nil
+	return tls.Certificate{PrivateKey: k}, nil
 }
 
 // parsePSK reads IDENTITY:HEXKEY.
@@ -198,13 +195,23 @@ func parsePSK(v string) (identity string, key []byte, err error) {
 	return id, key, nil
 }
 
-func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
-	if certFile == "" || keyFile == "" {
+// loadKeyPair reads --cert and --key, or --key alone when keyOnly (--rpk
+// without --cert); the key must be ECDSA on P-256 or P-384.
+func loadKeyPair(certFile, keyFile string, keyOnly bool) (tls.Certificate, error) {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case keyOnly:
+		cert, err = loadKey(keyFile)
+	case certFile == "" || keyFile == "":
 		return tls.Certificate{}, usagef("--cert and --key go together")
+	default:
+		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			err = usagef("loading --cert %s / --key %s: %v", certFile, keyFile, err)
+		}
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return tls.Certificate{}, usagef("loading --cert %s / --key %s: %v", certFile, keyFile, err)
+		return tls.Certificate{}, err
 	}
 	k, ok := cert.PrivateKey.(*ecdsa.PrivateKey)
 	if !ok || (k.Curve != elliptic.P256() && k.Curve != elliptic.P384()) {
@@ -255,17 +262,10 @@ func (s *securityFlags) config(client bool) (*dtls.Config, error) {
 		}
 	}
 	switch {
-	case s.rpk && s.cert == "":
-		if s.key == "" {
-			return nil, usagef("--rpk needs --key")
-		}
-		cert, err := loadKey(s.key)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	case s.rpk && s.key == "":
+		return nil, usagef("--rpk needs --key")
 	case s.cert != "" || s.key != "":
-		cert, err := loadKeyPair(s.cert, s.key)
+		cert, err := loadKeyPair(s.cert, s.key, s.rpk && s.cert == "")
 		if err != nil {
 			return nil, err
 		}
