@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
@@ -185,16 +184,7 @@ func TestCBCWithPion(t *testing.T) {
 			}
 			defer l.Close()
 			accepted := acceptOne(l)
-			pc, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), pionClient(sc, nil))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pc.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := pc.HandshakeContext(ctx); err != nil {
-				t.Fatalf("pion client: %v", err)
-			}
+			pc := pionDial(t, l.Addr().(*net.UDPAddr), pionClient(sc, nil))
 			for _, n := range []int{1, 15, 16, 17, 100} {
 				roundTrip(t, pc, fmt.Sprintf("%0*d", n, n))
 			}

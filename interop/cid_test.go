@@ -46,27 +46,10 @@ func TestCIDPionClientOurServer(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer l.Close()
-				accepted := make(chan *dtls.Conn, 1)
-				go func() {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					accepted <- c.(*dtls.Conn)
-					dtlstest.Echo(c)
-				}()
-				c, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := c.HandshakeContext(ctx); err != nil {
-					t.Fatalf("pion handshake: %v", err)
-				}
+				accepted := acceptOne(l)
+				c := pionDial(t, l.Addr().(*net.UDPAddr), ccfg)
 				roundTrip(t, c, "pion to us with CIDs")
-				if st := (<-accepted).ConnectionState(); len(st.LocalCID) != sizes[0] || len(st.PeerCID) != sizes[1] {
+				if st := <-accepted; len(st.LocalCID) != sizes[0] || len(st.PeerCID) != sizes[1] {
 					t.Fatalf("local %x peer %x", st.LocalCID, st.PeerCID)
 				}
 			})
@@ -126,16 +109,7 @@ func TestCIDPionClientMovesAddress(t *testing.T) {
 	ccfg := &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{piondtls.TLS_PSK_WITH_AES_128_CCM_8},
 		PSK: func([]byte) ([]byte, error) { return psk, nil }, PSKIdentityHint: []byte(pskIdentity),
 		ConnectionIDGenerator: piondtls.OnlySendCIDGenerator()}
-	c, err := piondtls.Dial("udp", proxy.Addr(), ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.HandshakeContext(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := pionDial(t, proxy.Addr(), ccfg)
 	for i := range 5 {
 		rebind.Store(true)
 		roundTrip(t, c, fmt.Sprintf("message %d from a new port", i))

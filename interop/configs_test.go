@@ -1,9 +1,13 @@
 package interop
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
+	"testing"
+	"time"
 
 	"github.com/dtlsresume/dtlsresume/dtls"
 	piondtls "github.com/pion/dtls/v3"
@@ -64,4 +68,21 @@ func pionServer(sc suiteCase, cert tls.Certificate) *piondtls.Config {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg
+}
+
+// pionDial runs pion's client to addr through a completed handshake; the
+// connection closes when the test ends.
+func pionDial(t *testing.T, addr *net.UDPAddr, cfg *piondtls.Config) *piondtls.Conn {
+	t.Helper()
+	c, err := piondtls.Dial("udp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.Fatalf("pion client's handshake: %v", err)
+	}
+	return c
 }

@@ -76,16 +76,8 @@ func TestCurvesWithPion(t *testing.T) {
 				if certCurve == elliptic.P384() {
 					certGroup = pionelliptic.P384
 				}
-				pc, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{suite},
+				pc := pionDial(t, l.Addr().(*net.UDPAddr), &piondtls.Config{CipherSuites: []piondtls.CipherSuiteID{suite},
 					RootCAs: pool, ServerName: "localhost", EllipticCurves: []pionelliptic.Curve{cc.pion, certGroup}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := pc.HandshakeContext(ctx); err != nil {
-					t.Fatalf("pion client: %v", err)
-				}
 				roundTrip(t, pc, "pion client "+cc.ours.String())
 				pc.Close()
 				if st := <-accepted; st.Curve != cc.ours {
@@ -100,6 +92,8 @@ func TestCurvesWithPion(t *testing.T) {
 				}
 				defer pl.Close()
 				go dtlstest.ServeEcho(pl, nil)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
 				c, err := dtls.DialContext(ctx, "udp", pl.Addr().(*net.UDPAddr), &dtls.Config{RootCAs: pool, ServerName: "localhost",
 					CipherSuites: []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8}})
 				if err != nil {

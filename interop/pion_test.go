@@ -92,33 +92,15 @@ func TestPionClientOurServer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			accepted := make(chan *dtls.Conn, 1)
-			go func() {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				accepted <- c.(*dtls.Conn)
-				dtlstest.Echo(c)
-			}()
-			c, err := piondtls.Dial("udp", l.Addr().(*net.UDPAddr), ccfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := c.HandshakeContext(ctx); err != nil {
-				t.Fatalf("pion handshake: %v", err)
-			}
+			accepted := acceptOne(l)
+			c := pionDial(t, l.Addr().(*net.UDPAddr), ccfg)
 			roundTrip(t, c, "pion to us")
 			st, _ := c.ConnectionState()
 			if uint16(st.CipherSuiteID) != uint16(sc.ours) {
 				t.Fatalf("pion negotiated %v", st.CipherSuiteID)
 			}
 			select {
-			case sc2 := <-accepted:
-				ours := sc2.ConnectionState()
+			case ours := <-accepted:
 				if ours.CipherSuite != sc.ours || !ours.ExtendedMasterSecret {
 					t.Fatalf("our state %+v", ours)
 				}
